@@ -1,0 +1,93 @@
+# mpcluster — the distributed-processes lesson on real separate hosts.  `make help` lists every target.
+.DEFAULT_GOAL := help
+SHELL := /bin/bash
+
+WORKERS ?= 3
+TASKS ?= 20
+KIND ?= square
+SECONDS ?= 1.0
+PYTHON ?= python3
+VENV ?= .venv
+PYTEST_ARGS ?=
+export WORKERS
+
+COMPOSE := docker compose
+KEY := .secrets/authkey
+
+.PHONY: help up down scale job status logs ps test test-unit test-integration base key check-docker check-python lint clean
+
+help:  ## List the targets
+	@grep -E '^[0-9a-zA-Z_-]+:.*?## .*$$' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "\033[36m%-18s\033[0m %s\n", $$1, $$2}'
+	@printf '\nVariables: WORKERS=%s TASKS=%s KIND=%s SECONDS=%s (e.g. make up WORKERS=5)\n' "$(WORKERS)" "$(TASKS)" "$(KIND)" "$(SECONDS)"
+
+check-docker:
+	@command -v docker >/dev/null 2>&1 || { echo "make: docker is not installed (https://docs.docker.com/engine/install/)"; exit 1; }
+	@docker info >/dev/null 2>&1 || { echo "make: the Docker Engine is not reachable (is dockerd running? are you in the docker group?)"; exit 1; }
+	@docker compose version >/dev/null 2>&1 || { echo "make: the Docker Compose v2 plugin ('docker compose') is missing"; exit 1; }
+
+check-python:
+	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "make: $(PYTHON) is not installed (Python >= 3.11 is needed for the tests)"; exit 1; }
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { echo "make: $(PYTHON) is $$($(PYTHON) -V 2>&1 | cut -d' ' -f2); Python >= 3.11 is needed"; exit 1; }
+
+key: $(KEY)  ## Create the authkey (.secrets/authkey, random 256 bits) if there is none
+
+$(KEY):
+	@mkdir -p .secrets && chmod 700 .secrets
+	@$(PYTHON) -c 'import secrets; print(secrets.token_hex(32))' > $(KEY).tmp 2>/dev/null || od -An -tx1 -N32 /dev/urandom | tr -d ' \n' > $(KEY).tmp
+	@chmod 644 $(KEY).tmp && mv $(KEY).tmp $(KEY)  # 0644 inside a 0700 folder: readable by the containers' user only
+	@echo "created $(KEY) (keep it secret: it lets its holder run code on every node)"
+
+base: check-docker  ## Make sure the base image exists (pull, or build Debian offline); records BASE_IMAGE in .env
+	@scripts/ensure-base
+
+up: check-docker key base  ## Build what is missing, start a master and WORKERS workers, wait until they are connected
+	$(COMPOSE) up -d --build --wait --scale worker=$(WORKERS)
+	@$(COMPOSE) exec -T master python3 -m mpcluster status --wait-workers $(WORKERS) --timeout 60 >/dev/null \
+	  || { echo "make: the workers did not all connect; see 'make logs'"; exit 1; }
+	@echo "--- the demo job (master log) ---"
+	@timeout 90 $(COMPOSE) logs -f --no-log-prefix master 2>/dev/null | sed -u '/Demo job .* done/q' || true
+	@echo "--- $(WORKERS) workers connected; try: make job TASKS=40, make status, make logs, make down ---"
+
+scale: check-docker  ## Change the number of workers of the running cluster (WORKERS=N)
+	$(COMPOSE) up -d --no-recreate --wait --scale worker=$(WORKERS)
+	@$(COMPOSE) exec -T master python3 -m mpcluster status --wait-workers $(WORKERS) --timeout 60 | head -3
+
+job: check-docker  ## Submit a job to the running master (TASKS=, KIND=square|sleep|primes, SECONDS=)
+	$(COMPOSE) exec -T master python3 -m mpcluster submit --tasks $(TASKS) --kind $(KIND) --seconds $(SECONDS)
+
+status: check-docker  ## Show the cluster as the master sees it
+	@$(COMPOSE) exec -T master python3 -m mpcluster status
+
+logs: check-docker  ## Follow the logs of every node
+	$(COMPOSE) logs -f
+
+ps: check-docker  ## List the cluster's containers
+	$(COMPOSE) ps
+
+down: check-docker  ## Stop and remove the containers, the network and the job journal volume
+	$(COMPOSE) down -v --remove-orphans
+
+$(VENV)/.installed: pyproject.toml | check-python
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install -q --upgrade pip
+	$(VENV)/bin/pip install -q -e '.[test]'
+	@touch $@
+
+test: $(VENV)/.installed  ## Run the unit and integration suites (creates .venv, builds the base image if needed)
+	@if docker info >/dev/null 2>&1; then $(MAKE) --no-print-directory base; fi
+	TESTCONTAINERS_RYUK_DISABLED=true $(VENV)/bin/pytest $(PYTEST_ARGS)
+
+test-unit: $(VENV)/.installed  ## Run the fast suite alone (no Docker)
+	$(VENV)/bin/pytest -m 'not docker' $(PYTEST_ARGS)
+
+test-integration: $(VENV)/.installed base  ## Run the Docker suite alone
+	TESTCONTAINERS_RYUK_DISABLED=true $(VENV)/bin/pytest -m docker $(PYTEST_ARGS)
+
+lint: $(VENV)/.installed  ## ruff
+	$(VENV)/bin/ruff check mpcluster tests
+
+clean: check-docker  ## Remove containers, network, journal volume, images and the generated base image (keeps the key)
+	-$(COMPOSE) down -v --remove-orphans --rmi local
+	-docker image rm mpcluster-master:dev mpcluster-worker:dev mpcluster-base:bookworm 2>/dev/null
+	rm -f .env
+	@echo "kept $(KEY); remove it yourself (rm -r .secrets) if you want a new key"

@@ -1,0 +1,148 @@
+"""Configuration: MPC_* environment variables and CLI flags, validated, and the authkey file.
+
+Every value a user can get wrong is refused here with one line naming the variable (or flag), the bad value
+(never for the key) and what is expected; the caller turns a ConfigError into exit status 2.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+
+MIN_KEY_BYTES = 16
+_HOST_RE = re.compile(r"^[A-Za-z0-9_.:\-\[\]]{1,253}$")
+
+
+class ConfigError(Exception):
+    """A bad setting: the message is the one line the user sees."""
+
+
+def _env(name: str, env: dict | None) -> str | None:
+    value = (env if env is not None else os.environ).get(name)
+    return None if value is None or value == "" else value
+
+
+def env_int(name: str, default: int, lo: int, hi: int, env: dict | None = None) -> int:
+    raw = _env(name, env)
+    if raw is None:
+        return default
+    return parse_int(name, raw, lo, hi)
+
+
+def parse_int(name: str, raw: str, lo: int, hi: int) -> int:
+    try:
+        value = int(raw.strip(), 10)
+    except (ValueError, AttributeError):
+        raise ConfigError(f"{name}={raw!r} is not valid: expected a whole number from {lo} to {hi}") from None
+    if not lo <= value <= hi:
+        raise ConfigError(f"{name}={raw!r} is out of range: expected a whole number from {lo} to {hi}")
+    return value
+
+
+def env_float(name: str, default: float, lo: float, hi: float, env: dict | None = None) -> float:
+    raw = _env(name, env)
+    if raw is None:
+        return default
+    return parse_float(name, raw, lo, hi)
+
+
+def parse_float(name: str, raw: str, lo: float, hi: float = float("inf")) -> float:
+    expected = f"a number of seconds from {lo:g} to {hi:g}" if hi != float("inf") else f"a number of seconds >= {lo:g}"
+    try:
+        value = float(raw.strip())
+    except (ValueError, AttributeError):
+        raise ConfigError(f"{name}={raw!r} is not valid: expected {expected}") from None
+    if value != value or not lo <= value <= hi:  # NaN fails both comparisons
+        raise ConfigError(f"{name}={raw!r} is out of range: expected {expected}")
+    return value
+
+
+def parse_host(name: str, raw: str) -> str:
+    if not _HOST_RE.match(raw or ""):
+        raise ConfigError(f"{name}={raw!r} is not valid: expected a host name or IP address")
+    return raw
+
+
+def parse_address(name: str, raw: str) -> tuple[str, int]:
+    """HOST:PORT (or [v6]:PORT) -> (host, port)."""
+    host, sep, port = (raw or "").rpartition(":")
+    if not sep or not host:
+        raise ConfigError(f"{name}={raw!r} is not valid: expected HOST:PORT, e.g. master:5000 or 127.0.0.1:5000")
+    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    return parse_host(name, host), parse_int(name, port, 1, 65535)
+
+
+def env_choice(name: str, default: str, choices: tuple[str, ...], env: dict | None = None) -> str:
+    raw = _env(name, env)
+    if raw is None:
+        return default
+    value = raw.strip().upper() if choices and choices[0].isupper() else raw.strip()
+    if value not in choices:
+        raise ConfigError(f"{name}={raw!r} is not valid: expected one of {', '.join(choices)}")
+    return value
+
+
+def read_authkey(path: str, source: str = "MPC_AUTHKEY_FILE") -> bytes:
+    """The key is the file's bytes with surrounding whitespace stripped; never echoed anywhere."""
+    try:
+        with open(path, "rb") as f:
+            key = f.read(1 << 16).strip()
+    except FileNotFoundError:
+        raise ConfigError(
+            f"{source}={path!r}: no authkey file there; create one (make key) or point {source} at it"
+        ) from None
+    except IsADirectoryError:
+        raise ConfigError(f"{source}={path!r} is a directory: expected a file holding the authkey") from None
+    except PermissionError:
+        raise ConfigError(f"{source}={path!r} cannot be read (permission denied): expected a readable authkey file") from None
+    except OSError as e:
+        raise ConfigError(f"{source}={path!r} cannot be read ({e.strerror}): expected a readable authkey file") from None
+    if not key:
+        raise ConfigError(f"{source}={path!r}: the authkey file is empty; expected at least {MIN_KEY_BYTES} bytes")
+    if len(key) < MIN_KEY_BYTES:
+        raise ConfigError(
+            f"{source}={path!r}: the authkey is too short ({len(key)} bytes); expected at least {MIN_KEY_BYTES} bytes"
+        )
+    return key
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything a role reads from its environment, validated once at start."""
+
+    master_host: str
+    port: int
+    authkey_file: str
+    demo_tasks: int
+    log_level: str
+    lease_seconds: float
+    heartbeat_seconds: float
+    handshake_timeout: float
+    batch_max: int
+    journal: str
+    stop_grace: float
+
+    @classmethod
+    def from_env(cls, env: dict | None = None) -> Settings:
+        host = _env("MPC_MASTER_HOST", env)
+        lease = env_float("MPC_LEASE_SECONDS", 10.0, 1.0, 3600.0, env)
+        heartbeat = env_float("MPC_HEARTBEAT_SECONDS", 2.0, 0.1, 600.0, env)
+        if heartbeat * 2 > lease:
+            raise ConfigError(
+                f"MPC_HEARTBEAT_SECONDS={heartbeat:g} is too long for MPC_LEASE_SECONDS={lease:g}: "
+                "expected a heartbeat at most half the lease, so a live worker keeps its leases"
+            )
+        return cls(
+            master_host=parse_host("MPC_MASTER_HOST", host) if host is not None else "master",
+            port=env_int("MPC_PORT", 5000, 1, 65535, env),
+            authkey_file=_env("MPC_AUTHKEY_FILE", env) or "/run/secrets/authkey",
+            demo_tasks=env_int("MPC_DEMO_TASKS", 10, 0, 100_000, env),
+            log_level=env_choice("MPC_LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR"), env),
+            lease_seconds=lease,
+            heartbeat_seconds=heartbeat,
+            handshake_timeout=env_float("MPC_HANDSHAKE_TIMEOUT", 10.0, 0.5, 600.0, env),
+            batch_max=env_int("MPC_BATCH_MAX", 100, 1, 10_000, env),
+            journal=_env("MPC_JOURNAL", env) or "",
+            stop_grace=env_float("MPC_STOP_GRACE", 5.0, 0.0, 3600.0, env),
+        )

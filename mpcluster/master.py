@@ -1,0 +1,115 @@
+"""The master: serves the lesson's two queues and the dispatcher on one port, runs the demo job, keeps serving."""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import random
+import signal
+import threading
+import uuid
+from multiprocessing.managers import BaseManager
+
+from .config import Settings, read_authkey
+from .dispatcher import Dispatcher
+from .journal import Journal
+from .protocol import DISPATCHER, RESULT_QUEUE, TASK_QUEUE
+from .server import MasterServer
+
+log = logging.getLogger("mpcluster")
+
+# Module-level objects and functions (not lambdas): the registry must stay picklable under spawn/forkserver.
+_task_queue: queue.Queue = queue.Queue()
+_result_queue: queue.Queue = queue.Queue()
+_dispatcher: Dispatcher | None = None
+
+
+def get_task_queue() -> queue.Queue:
+    return _task_queue
+
+
+def get_result_queue() -> queue.Queue:
+    return _result_queue
+
+
+def get_dispatcher() -> Dispatcher:
+    return _dispatcher
+
+
+class MasterManager(BaseManager):
+    """Server side of protocol.ClusterManager."""
+
+
+MasterManager.register(TASK_QUEUE, callable=get_task_queue)
+MasterManager.register(RESULT_QUEUE, callable=get_result_queue)
+MasterManager.register(DISPATCHER, callable=get_dispatcher)
+
+
+def run_demo(dispatcher: Dispatcher, n_tasks: int, stop: threading.Event) -> None:
+    """The lesson's job, in its words: random ints squared after 1 s of simulated work, plus who did each."""
+    numbers = [random.randint(0, 10000) for _ in range(n_tasks)]
+    for n in numbers:
+        log.info("Put task %d...", n)
+    job_id = "demo-" + uuid.uuid4().hex[:8]
+    dispatcher.submit({"id": job_id, "tasks": [
+        {"id": i, "kind": "square", "args": {"n": n, "seconds": 1.0}} for i, n in enumerate(numbers)]})
+    log.info("Try get results...")
+    cursor, summary = 0, None
+    while not stop.is_set():
+        cursor, chunk, summary = dispatcher.results(job_id, cursor, 1.0)
+        for r in chunk:
+            n = numbers[r["id"]]
+            if r["ok"]:
+                log.info("Result: %d * %d = %d  (worker %s at %s)", n, n, r["value"], r["worker"], r["ip"])
+            else:
+                log.info("Result: task %d failed: %s  (worker %s at %s)", n, r["error"], r["worker"], r["ip"])
+        if summary["complete"]:
+            break
+    if summary and summary["complete"]:
+        per = ", ".join(f"{w}={c}" for w, c in sorted(summary["workers"].items()))
+        log.info("Demo job %s done: %d/%d results in %.1f s from %d workers (%s); redeliveries %d",
+                 job_id, summary["done"], summary["tasks"], summary["seconds"], len(summary["workers"]), per,
+                 summary["redeliveries"])
+
+
+def main(settings: Settings) -> int:
+    global _dispatcher
+    key = read_authkey(settings.authkey_file)
+    journal = None
+    if settings.journal:
+        os.makedirs(os.path.dirname(os.path.abspath(settings.journal)), exist_ok=True)
+        journal = Journal(settings.journal)
+    _dispatcher = Dispatcher(settings.lease_seconds, settings.heartbeat_seconds, journal, _task_queue, _result_queue)
+    manager = MasterManager(address=("", settings.port), authkey=key)
+    server = MasterServer(manager._registry, ("", settings.port), key, "pickle", settings.handshake_timeout)
+    server.start()
+    log.info("master listening on 0.0.0.0:%d (lease %gs, heartbeat %gs, handshake timeout %gs, journal %s)",
+             settings.port, settings.lease_seconds, settings.heartbeat_seconds, settings.handshake_timeout,
+             settings.journal or "off")
+    if _dispatcher.master_restarts:
+        log.info("master restarted (start %d): job state restored from the journal", _dispatcher.master_restarts + 1)
+
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+
+    def reaper() -> None:
+        while not stop.is_set():
+            _dispatcher.expire()
+            for line in _dispatcher.drain_events():
+                log.info("%s", line)
+            stop.wait(0.5)
+
+    threading.Thread(target=reaper, name="reaper", daemon=True).start()
+    # A restored, unfinished demo job carries on by itself; otherwise every start shows the demo.
+    if settings.demo_tasks and not _dispatcher.has_unfinished("demo-"):
+        threading.Thread(target=run_demo, args=(_dispatcher, settings.demo_tasks, stop), name="demo",
+                         daemon=True).start()
+    while not stop.wait(1.0):
+        pass
+    log.info("master stopping (SIGTERM): the journal keeps finished results" if journal else "master stopping")
+    server.close()
+    if journal is not None:
+        journal.close()
+    return 0

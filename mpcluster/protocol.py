@@ -1,0 +1,198 @@
+"""The wire protocol: the lesson's manager typeids plus one for the mpcluster dispatcher, and the client-side
+link that connects to a master, detects a plain classic master, and rebuilds itself after the master goes away.
+
+Records on the wire are plain dicts, lists, strs and numbers, so any Python >= 3.8 on either end can read them.
+
+A task (master -> worker):   {"job": str, "id": int, "kind": str, "args": dict, "attempt": int}
+A result (worker -> master): {"job": str, "id": int, "ok": bool, "value": ..., "error": str | None,
+                              "worker": str, "ip": str, "elapsed": float, "attempt": int}
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import struct
+import threading
+import time
+from multiprocessing import AuthenticationError
+from multiprocessing.managers import BaseManager, RemoteError
+
+TASK_QUEUE = "get_task_queue"
+RESULT_QUEUE = "get_result_queue"
+DISPATCHER = "get_dispatcher"
+CLASSIC_JOB = "classic"  # job name of tasks drained from the lesson's task queue
+
+log = logging.getLogger("mpcluster")
+
+
+class ClusterManager(BaseManager):
+    """Client side: the lesson's two typeids plus the dispatcher (absent on a plain classic master)."""
+
+
+ClusterManager.register(TASK_QUEUE)
+ClusterManager.register(RESULT_QUEUE)
+ClusterManager.register(DISPATCHER)
+
+
+class AuthFailed(Exception):
+    """The master refused our key (or we refused its): not worth retrying."""
+
+
+class Unreachable(Exception):
+    """The master could not be reached or went away; the link can be reopened."""
+
+
+def set_socket_timeouts(fd: int, seconds: float) -> None:
+    """Bound blocking reads/writes on a Connection's fd (0 = block forever), keeping it in blocking mode.
+
+    multiprocessing.connection reads with os.read on the raw fd, so socket.settimeout (non-blocking mode) would
+    break it; SO_RCVTIMEO/SO_SNDTIMEO make a stuck read fail with EAGAIN instead.
+    """
+    sock = socket.socket(fileno=os.dup(fd))
+    try:
+        whole = int(seconds)
+        tv = struct.pack("ll", whole, int((seconds - whole) * 1e6))
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, tv)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, tv)
+    finally:
+        sock.close()
+
+
+def set_keepalive(fd: int, idle: int = 20, interval: int = 5, count: int = 3) -> None:
+    """Let the kernel notice a peer that vanished without closing (cable cut, SIGKILLed host)."""
+    sock = socket.socket(fileno=os.dup(fd))
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+        for opt, value in (("TCP_KEEPIDLE", idle), ("TCP_KEEPINTVL", interval), ("TCP_KEEPCNT", count)):
+            if hasattr(socket, opt):
+                sock.setsockopt(socket.IPPROTO_TCP, getattr(socket, opt), value)
+    finally:
+        sock.close()
+
+
+def local_ip(fd: int) -> str:
+    sock = socket.socket(fileno=os.dup(fd))
+    try:
+        return sock.getsockname()[0]
+    finally:
+        sock.close()
+
+
+class Link:
+    """One client's connection to a master: manager, proxies, call timeouts, reconnection with backoff.
+
+    Proxies never reconnect by themselves (CPython gh-87495), so after any connection error the whole manager
+    and its proxies are dropped and rebuilt by ``reopen``.
+    """
+
+    def __init__(self, host: str, port: int, authkey: bytes, call_timeout: float = 30.0):
+        self.host, self.port, self._key = host, port, authkey
+        self.call_timeout = call_timeout
+        self.manager: ClusterManager | None = None
+        self.dispatcher = None
+        self.mode = ""  # "mpcluster" or "classic" once open
+        self.ip = ""
+        self._lock = threading.Lock()
+        self.generation = 0
+
+    @property
+    def where(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    def open(self) -> None:
+        """Connect once; raises AuthFailed (wrong key) or Unreachable."""
+        manager = ClusterManager(address=(self.host, self.port), authkey=self._key)
+        try:
+            manager.connect()
+        except AuthenticationError:
+            raise AuthFailed(
+                f"the authkey did not match the master's at {self.where}: use the same key file on every node "
+                "(MPC_AUTHKEY_FILE / --authkey-file)"
+            ) from None
+        except (OSError, EOFError) as e:
+            raise Unreachable(_reason(e)) from None
+        try:
+            dispatcher = getattr(manager, DISPATCHER)()
+            mode = "mpcluster"
+        except RemoteError as e:
+            if DISPATCHER not in str(e):
+                raise Unreachable(f"master refused {DISPATCHER}: {str(e).strip().splitlines()[-1]}") from None
+            dispatcher, mode = None, "classic"  # a plain lesson master: only the two queues
+        except (OSError, EOFError) as e:
+            raise Unreachable(_reason(e)) from None
+        with self._lock:
+            self.manager, self.dispatcher, self.mode = manager, dispatcher, mode
+            self.generation += 1
+        if dispatcher is not None:
+            self._prepare_thread()
+
+    def open_with_retry(self, stop: threading.Event, role: str, deadline: float | None = None) -> bool:
+        """Keep trying with capped backoff (0.5 s doubling to 10 s), one log line per attempt window.
+
+        Returns False if ``stop`` was set or ``deadline`` (time.monotonic) passed; raises AuthFailed at once.
+        """
+        delay, attempt, last_said = 0.5, 0, 0.0
+        while not stop.is_set():
+            attempt += 1
+            try:
+                self.open()
+                if attempt > 1:
+                    log.info("%s: connected to master at %s after %d attempts", role, self.where, attempt)
+                return True
+            except Unreachable as e:
+                now = time.monotonic()
+                if attempt == 1 or now - last_said >= 10:
+                    log.warning("%s: cannot reach master at %s (%s); retrying (attempt %d, next in %.1f s)",
+                                role, self.where, e, attempt, delay)
+                    last_said = now
+            if deadline is not None and time.monotonic() + delay > deadline:
+                return False
+            stop.wait(delay)
+            delay = min(delay * 2, 10.0)
+        return False
+
+    def close(self) -> None:
+        with self._lock:
+            self.manager = self.dispatcher = None
+
+    def _prepare_thread(self) -> None:
+        """Open this thread's proxy connection now, so its reads can be bounded and its address known."""
+        proxy = self.dispatcher
+        if proxy is None:
+            raise Unreachable("not connected")
+        if getattr(proxy._tls, "connection", None) is None:
+            try:
+                proxy._connect()
+            except AuthenticationError:
+                raise AuthFailed(f"the authkey did not match the master's at {self.where}") from None
+            fd = proxy._tls.connection.fileno()
+            set_socket_timeouts(fd, self.call_timeout)
+            set_keepalive(fd)
+            self.ip = self.ip or local_ip(fd)
+
+    def call(self, method: str, *args):
+        """Call a dispatcher method; connection trouble becomes Unreachable (and the link is dropped)."""
+        proxy = self.dispatcher
+        if proxy is None:
+            raise Unreachable("not connected")
+        try:
+            self._prepare_thread()
+            return getattr(proxy, method)(*args)
+        except (OSError, EOFError) as e:
+            if self.dispatcher is proxy:
+                self.close()
+            raise Unreachable(_reason(e)) from None
+
+
+def _reason(e: BaseException) -> str:
+    if isinstance(e, socket.gaierror):
+        return f"name not resolved: {e.strerror or e}"
+    if isinstance(e, BlockingIOError):
+        return "no answer within the call timeout"
+    if isinstance(e, EOFError):
+        return "connection closed by the master"
+    if isinstance(e, OSError) and e.strerror:
+        return e.strerror.lower()
+    return str(e) or type(e).__name__

@@ -1,0 +1,235 @@
+"""The worker: leases tasks from the master, runs them by name, acknowledges results, heartbeats meanwhile.
+
+Against a plain classic master (only the lesson's two queues) it falls back to the lesson's loop.
+SIGTERM: stop leasing, finish the task in hand within MPC_STOP_GRACE seconds (else hand it back), hand back
+what was not started, acknowledge what is done, say goodbye, exit 0.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import platform
+import queue
+import signal
+import socket
+import threading
+import time
+
+from . import tasks as kinds
+from .protocol import RESULT_QUEUE, TASK_QUEUE, AuthFailed, Link, Unreachable
+
+log = logging.getLogger("mpcluster")
+
+TARGET_BATCH_SECONDS = 0.2  # lease about this much work per round trip
+LEASE_WAIT = 2.0
+
+
+class _Interrupt(Exception):
+    """Raised by the SIGTERM handler to cut an idle long-poll short."""
+
+
+def default_worker_id() -> str:
+    """The container's hostname (unique per replica); outside a container, hostname-pid so several can share a host."""
+    wid = os.environ.get("MPC_WORKER_ID") or socket.gethostname()
+    return wid if os.getpid() == 1 or os.environ.get("MPC_WORKER_ID") else f"{wid}-{os.getpid()}"
+
+
+def execute(task: dict, worker: str, ip: str, abort: threading.Event | None = None) -> dict:
+    """Run one task; never raises for a bad task (error result instead). Raises kinds.Interrupted on abort."""
+    started = time.monotonic()
+    try:
+        value, ok, error = kinds.run(task.get("kind"), task.get("args"), abort), True, None
+    except kinds.Interrupted:
+        raise
+    except kinds.TaskError as e:
+        value, ok, error = None, False, str(e)
+    except Exception as e:  # a task must never kill its worker
+        value, ok, error = None, False, f"{type(e).__name__}: {e}"
+    return {"job": task.get("job"), "id": task.get("id"), "ok": ok, "value": value, "error": error,
+            "worker": worker, "ip": ip, "elapsed": round(time.monotonic() - started, 4)}
+
+
+class Worker:
+    def __init__(self, link: Link, worker_id: str, heartbeat_seconds: float, batch_max: int, stop_grace: float):
+        self.link = link
+        self.id = worker_id
+        self.heartbeat_seconds = heartbeat_seconds
+        self.batch_max = batch_max
+        self.stop_grace = stop_grace
+        self.stop = threading.Event()  # SIGTERM seen: no more leasing
+        self.abort = threading.Event()  # grace over: interrupt the task in hand
+        self.batch = 1
+        self.done = 0
+        self._interruptible = False
+        self._avg: float | None = None
+
+    # ---- signals -------------------------------------------------------------------------------------------
+    def install_signals(self) -> None:
+        def on_term(signum, frame):
+            if not self.stop.is_set():
+                log.info("worker %s: stopping (%s): finishing the task in hand, handing back the rest",
+                         self.id, signal.Signals(signum).name)
+                self.stop.set()
+                timer = threading.Timer(self.stop_grace, self.abort.set)
+                timer.daemon = True
+                timer.start()
+            if self._interruptible:
+                self._interruptible = False
+                raise _Interrupt()
+
+        signal.signal(signal.SIGTERM, on_term)
+        signal.signal(signal.SIGINT, on_term)
+
+    def info(self) -> dict:
+        return {"ip": self.link.ip, "host": socket.gethostname(), "pid": os.getpid(),
+                "python": platform.python_version(), "batch": self.batch, "mode": self.link.mode,
+                "state": "stopping" if self.stop.is_set() else "alive"}
+
+    # ---- main loop -----------------------------------------------------------------------------------------
+    def run(self) -> int:
+        if not self.link.open_with_retry(self.stop, f"worker {self.id}"):
+            return 0
+        log.info("worker %s: connected to master at %s from %s (%s protocol)",
+                 self.id, self.link.where, self.link.ip or "?", self.link.mode)
+        if self.link.mode == "classic":
+            return self.run_classic()
+        threading.Thread(target=self._heartbeats, name="heartbeat", daemon=True).start()
+        outbox: list[dict] = []
+        held: list[dict] = []
+        while not self.stop.is_set():
+            try:
+                if outbox:
+                    self.link.call("ack", self.id, outbox)
+                    outbox = []
+                self._interruptible = True
+                try:
+                    if self.stop.is_set():
+                        break
+                    held = self.link.call("lease", self.id, self.batch, LEASE_WAIT, self.info())
+                finally:
+                    self._interruptible = False
+                started = time.monotonic()
+                n_run = 0
+                while held and not self.stop.is_set():
+                    task = held[0]
+                    try:
+                        result = execute(task, self.id, self.link.ip, self.abort)
+                    except kinds.Interrupted:
+                        break
+                    held.pop(0)
+                    outbox.append(result)
+                    n_run += 1
+                    self.done += 1
+                if n_run:
+                    self._adapt((time.monotonic() - started) / n_run)
+                if held:  # stopping: hand back what was not finished
+                    self._hand_back(held)
+                    held = []
+                if outbox:
+                    self.link.call("ack", self.id, outbox)
+                    outbox = []
+            except _Interrupt:
+                self.link.close()  # a reply may be half read: never reuse that connection
+            except Unreachable as e:
+                if self.stop.is_set():
+                    break
+                log.warning("worker %s: lost the master at %s (%s); reconnecting, %d results kept for it",
+                            self.id, self.link.where, e, len(outbox))
+                if not self.link.open_with_retry(self.stop, f"worker {self.id}"):
+                    break
+                log.info("worker %s: reconnected to master at %s", self.id, self.link.where)
+        return self._leave(outbox, held)
+
+    def _adapt(self, per_task: float) -> None:
+        """Batch size from observed task time: about TARGET_BATCH_SECONDS of work per lease, 1 for slow tasks."""
+        self._avg = per_task if self._avg is None else 0.7 * self._avg + 0.3 * per_task
+        want = int(TARGET_BATCH_SECONDS / max(self._avg, 1e-6))
+        self.batch = max(1, min(self.batch_max, want, self.batch * 4))
+
+    def _hand_back(self, held: list[dict]) -> None:
+        try:
+            self.link.call("release", self.id, [(t["job"], t["id"]) for t in held])
+        except Unreachable:
+            pass  # the leases expire on the master and the tasks run elsewhere
+
+    def _leave(self, outbox: list[dict], held: list[dict]) -> int:
+        """Acknowledge what is done and say goodbye, trying briefly to reach the master if the link is down."""
+        deadline = time.monotonic() + max(1.0, self.stop_grace)
+        while time.monotonic() < deadline:
+            try:
+                if self.link.dispatcher is None:
+                    self.link.open()
+                if outbox:
+                    self.link.call("ack", self.id, outbox)
+                    outbox = []
+                n = self.link.call("goodbye", self.id)
+                log.info("worker %s: done %d tasks, handed back %d; bye", self.id, self.done, n)
+                return 0
+            except Unreachable:
+                time.sleep(0.2)
+        log.warning("worker %s: could not reach the master to hand over %d results; their leases will expire "
+                    "and the tasks run again elsewhere", self.id, len(outbox))
+        return 0
+
+    def _heartbeats(self) -> None:
+        while not self.stop.wait(self.heartbeat_seconds):
+            try:
+                self.link.call("heartbeat", self.id, self.info())
+            except Unreachable:
+                pass  # the main loop notices and reconnects; heartbeats resume on the new link
+            except Exception as e:
+                log.warning("worker %s: heartbeat failed: %s", self.id, e)
+
+    # ---- the lesson's protocol -----------------------------------------------------------------------------
+    def run_classic(self) -> int:
+        """A plain lesson master: take ints from its task queue, put the lesson's strings on its result queue."""
+        log.info("worker %s: the master offers only the lesson's queues: serving it the classic way", self.id)
+        while not self.stop.is_set():
+            try:
+                manager = self.link.manager
+                task_q, result_q = getattr(manager, TASK_QUEUE)(), getattr(manager, RESULT_QUEUE)()
+                idle_said = False
+                while not self.stop.is_set():
+                    try:
+                        n = task_q.get(timeout=1)
+                    except queue.Empty:
+                        if not idle_said:
+                            log.info("task queue is empty.")
+                            idle_said = True
+                        continue
+                    idle_said = False
+                    log.info("run task %s * %s...", n, n)
+                    result = execute({"kind": "square", "args": {"n": n, "seconds": 1.0}}, self.id, "", self.abort) \
+                        if isinstance(n, int) else None
+                    if result is None or not result["ok"]:
+                        result_q.put(f"error: task {n!r:.40}: {result['error'] if result else 'not an int'}")
+                    else:
+                        result_q.put(kinds.classic_line(n))
+                    self.done += 1
+            except kinds.Interrupted:
+                try:
+                    task_q.put(n)  # hand it back to the lesson's queue
+                except (OSError, EOFError):
+                    pass
+                break
+            except (OSError, EOFError) as e:
+                if self.stop.is_set():
+                    break
+                log.warning("worker %s: lost the classic master at %s (%s); reconnecting", self.id, self.link.where, e)
+                self.link.close()
+                if not self.link.open_with_retry(self.stop, f"worker {self.id}"):
+                    break
+        log.info("worker exit.")
+        return 0
+
+
+def main(settings, host: str, port: int, key: bytes) -> int:
+    link = Link(host, port, key)
+    worker = Worker(link, default_worker_id(), settings.heartbeat_seconds, settings.batch_max, settings.stop_grace)
+    worker.install_signals()
+    try:
+        return worker.run()
+    except AuthFailed as e:
+        log.error("worker %s: %s", worker.id, e)
+        return 2

@@ -1,0 +1,178 @@
+"""The lease, requeue and dedup logic, with an injected clock (no sleeping)."""
+
+import queue
+
+import pytest
+
+from mpcluster.dispatcher import Dispatcher
+from mpcluster.journal import Journal
+
+
+class Clock:
+    def __init__(self):
+        self.now = 1000.0
+
+    def __call__(self):
+        return self.now
+
+
+def job(job_id="j1", n=4, seconds=0):
+    return {"id": job_id, "tasks": [{"id": i, "kind": "square", "args": {"n": i, "seconds": seconds}} for i in range(n)]}
+
+
+def result(task, worker="w1", value=None):
+    return {"job": task["job"], "id": task["id"], "ok": True,
+            "value": task["args"]["n"] ** 2 if value is None else value, "worker": worker, "ip": "10.0.0.9"}
+
+
+@pytest.fixture
+def clock():
+    return Clock()
+
+
+@pytest.fixture
+def d(clock):
+    return Dispatcher(lease_seconds=10, heartbeat_seconds=2, clock=clock)
+
+
+def test_lease_ack_records_each_result_once(d):
+    d.submit(job(n=3))
+    got = d.lease("w1", 10)
+    assert sorted(t["id"] for t in got) == [0, 1, 2]
+    assert d.ack("w1", [result(t) for t in got]) == {"accepted": 3, "dropped": 0}
+    cursor, chunk, summary = d.results("j1", 0)
+    assert cursor == 3 and sorted(r["value"] for r in chunk) == [0, 1, 4]
+    assert summary["complete"] and summary["duplicates_dropped"] == 0 and summary["redeliveries"] == 0
+
+
+def test_an_expired_lease_is_redelivered_and_the_late_result_dropped(d, clock):
+    d.submit(job(n=1))
+    [t] = d.lease("w1", 1)
+    clock.now += 10.5  # w1 died, froze or was cut off
+    assert d.expire() == 1
+    [again] = d.lease("w2", 1)
+    assert (again["job"], again["id"]) == (t["job"], t["id"])
+    assert d.ack("w2", [result(again, "w2")])["accepted"] == 1
+    assert d.ack("w1", [result(t, "w1")]) == {"accepted": 0, "dropped": 1}  # the late original
+    _, chunk, summary = d.results("j1", 0)
+    assert [r["worker"] for r in chunk] == ["w2"]
+    assert summary["redeliveries"] == 1 and summary["duplicates_dropped"] == 1
+
+
+def test_first_result_wins_even_from_the_expired_holder(d, clock):
+    d.submit(job(n=1))
+    [t] = d.lease("w1", 1)
+    clock.now += 11
+    d.expire()
+    [again] = d.lease("w2", 1)
+    assert d.ack("w1", [result(t, "w1")])["accepted"] == 1  # the original finished first after all
+    assert d.ack("w2", [result(again, "w2")])["dropped"] == 1
+    assert d.status()["queues"]["leased"] == 0
+
+
+def test_heartbeats_keep_a_long_task_leased(d, clock):
+    d.submit(job(n=1))
+    d.lease("w1", 1)
+    for _ in range(10):  # 50 s of a long task, heartbeating every 5 s
+        clock.now += 5
+        assert d.heartbeat("w1", {"ip": "10.0.0.9"}) == {"leases": 1}
+    assert d.expire() == 0
+    assert d.lease("w2", 1) == []
+
+
+def test_silent_worker_is_marked_gone_and_back_when_it_returns(d, clock):
+    d.heartbeat("w1", {"ip": "10.0.0.9"})
+    clock.now += 11
+    d.expire()
+    [w] = d.status()["workers"]
+    assert (w["id"], w["state"], w["ip"]) == ("w1", "gone", "10.0.0.9")
+    d.heartbeat("w1", {})
+    assert d.status()["workers"][0]["state"] == "alive"
+
+
+def test_handed_back_tasks_are_queued_again_at_the_front(d):
+    d.submit(job(n=3))
+    held = d.lease("w1", 3)
+    assert d.release("w1", [(t["job"], t["id"]) for t in held[1:]]) == 2
+    assert d.release("w2", [(held[0]["job"], held[0]["id"])]) == 0  # not w2's to hand back
+    again = d.lease("w2", 5) + d.lease("w2", 5)  # a fair share of 2 pending among 2 live workers is 1
+    assert sorted(t["id"] for t in again) == [1, 2]
+    assert d.results("j1", 0)[2]["handed_back"] == 2
+
+
+def test_goodbye_hands_back_everything_the_worker_holds(d):
+    d.submit(job(n=2))
+    d.lease("w1", 2)
+    assert d.goodbye("w1") == 2
+    assert d.status()["workers"][0]["state"] == "left"
+    assert [t["id"] for t in d.lease("w2", 5)] == [0, 1]  # w1 left: w2, the only live worker, gets both, in order
+
+
+def test_leases_are_a_fair_share_so_slow_tasks_spread(d):
+    d.submit(job(n=10, seconds=1))
+    for w in ("w1", "w2", "w3"):
+        d.heartbeat(w, {})
+    first = d.lease("w1", 100)
+    assert len(first) == 4  # ceil(10 / 3 live workers), not all 10
+    assert len(d.lease("w2", 100)) == 2  # ceil(6 / 3)
+
+
+def test_resubmitting_the_same_job_id_is_harmless(d):
+    assert d.submit(job(n=2)) == "j1"
+    assert d.submit(job(n=2)) == "j1"
+    assert d.status()["queues"]["pending"] == 2
+
+
+@pytest.mark.parametrize(
+    ("bad", "message"),
+    [
+        ({"id": "x y", "tasks": [{"id": 0, "kind": "square", "args": {"n": 1}}]}, "job id 'x y' is not valid"),
+        ({"id": "j", "tasks": []}, "a job needs a list of 1 to"),
+        ({"id": "j", "tasks": [{"id": 0, "kind": "square", "args": {"n": 1}}] * 2}, "task id 0 appears twice"),
+        ({"id": "j", "tasks": [{"id": 0, "kind": "primes", "args": {"n": 10**12}}]}, "task 0: n=1000000000000 is out of range"),
+        ({"id": "j", "tasks": [{"id": 0, "kind": "nope", "args": {}}]}, "task 0: unknown task kind 'nope'"),
+        ("not a job", "a job must be a dict"),
+    ],
+)
+def test_bad_jobs_are_refused_at_submit(d, bad, message):
+    with pytest.raises(ValueError) as e:
+        d.submit(bad)
+    assert message in str(e.value)
+
+
+def test_classic_queue_is_served_with_leases_and_dedup(clock):
+    tq, rq = queue.Queue(), queue.Queue()
+    d = Dispatcher(10, 2, classic_tasks=tq, classic_results=rq, clock=clock)
+    tq.put(3344)
+    [t] = d.lease("w1", 1)
+    assert (t["kind"], t["args"]["n"]) == ("square", 3344)
+    clock.now += 11
+    d.expire()
+    assert tq.get_nowait() == 3344  # back on the lesson's queue for anyone to take
+    tq.put(3344)
+    [t2] = d.lease("w2", 1)
+    d.ack("w2", [result(t2, "w2")])
+    d.ack("w1", [result(t, "w1")])
+    assert rq.get_nowait() == "3344 * 3344 = 11182336" and rq.empty()
+    assert d.status()["classic"] == {"done": 1, "redeliveries": 1, "duplicates_dropped": 1}
+
+
+def test_journal_restores_finished_results_and_requeues_the_rest(tmp_path, clock):
+    path = str(tmp_path / "journal.sqlite3")
+    d1 = Dispatcher(10, 2, journal=Journal(path), clock=clock)
+    d1.submit(job(n=4))
+    done = d1.lease("w1", 2)
+    d1.ack("w1", [result(t) for t in done])
+    d1.lease("w1", 1)  # leased but never finished: the master dies now
+    d2 = Dispatcher(10, 2, journal=Journal(path), clock=clock)
+    cursor, chunk, summary = d2.results("j1", 0)
+    assert sorted(r["id"] for r in chunk) == sorted(t["id"] for t in done)
+    assert summary["master_restarts"] == 1 and not summary["complete"]
+    rest = d2.lease("w2", 10)
+    assert sorted(t["id"] for t in rest) == sorted({0, 1, 2, 3} - {t["id"] for t in done})
+    d2.ack("w2", [result(t, "w2") for t in rest])
+    d2.ack("w1", [result(t) for t in done])  # a worker re-sending what the old master had recorded
+    d3 = Dispatcher(10, 2, journal=Journal(path), clock=clock)
+    _, chunk, summary = d3.results("j1", 0)
+    assert summary["complete"] and len(chunk) == 4 and summary["duplicates_dropped"] == 2
+    assert d3.master_restarts == 2

@@ -1,0 +1,104 @@
+"""Master and workers as real processes on 127.0.0.1 with a real key (no Docker)."""
+
+import re
+
+from tests.support import LESSON, clean, last_json, mpc, run_mpc, write_key
+
+
+def submit(env, *args, timeout=120):
+    return run_mpc("submit", "--master", f"127.0.0.1:{env['MPC_PORT']}", "--authkey-file", env["MPC_AUTHKEY_FILE"],
+                   "--json", *args, timeout=timeout)
+
+
+def test_an_mpcluster_job_completes_with_every_result(node_env, workers):
+    workers(2)
+    r = submit(node_env, "--tasks", "12", "--seconds", "0.05", "--seed", "7")
+    assert r.returncode == 0, r.stdout + r.stderr
+    s = last_json(r.stdout)
+    assert (s["tasks"], s["results"], s["missing"], s["duplicates"], s["errors"], s["wrong"]) == (12, 12, [], 0, 0, [])
+    assert sum(s["workers"].values()) == 12 and len(s["workers"]) == 2
+    # the values are the squares of the numbers the client drew
+    import random
+
+    rng = random.Random(7)
+    numbers = [rng.randint(0, 10000) for _ in range(12)]
+    shown = dict(re.findall(r"task (\d+): (\d+) ", r.stdout))
+    assert {int(k): int(v) for k, v in shown.items()} == {i: n * n for i, n in enumerate(numbers)}
+
+
+def test_the_other_kinds_and_bad_tasks_give_error_results(node_env, workers):
+    workers(1)
+    r = submit(node_env, "--tasks", "3", "--kind", "primes")
+    assert r.returncode == 0 and last_json(r.stdout)["wrong"] == []
+    r = submit(node_env, "--tasks", "2", "--kind", "sleep", "--seconds", "0.1")
+    assert r.returncode == 0 and last_json(r.stdout)["results"] == 2
+    # bad tasks that slip past the client's check (--no-check) still give error results; the worker carries on
+    r = submit(node_env, "--tasks", "2", "--kind", "square", "--seconds", "99999", "--no-check")
+    s = last_json(r.stdout)
+    assert r.returncode == 0 and s["results"] == 2 and s["errors"] == 2
+    assert "seconds=99999.0 is out of range: expected 0 to 3600" in r.stdout
+    r = submit(node_env, "--tasks", "3", "--seconds", "0")
+    assert r.returncode == 0 and last_json(r.stdout)["errors"] == 0
+
+
+def test_a_bad_task_is_refused_at_submit_time(node_env, master):
+    r = submit(node_env, "--tasks", "2", "--seconds", "5000")
+    assert r.returncode == 2
+    assert "task 0 is not valid: seconds=5000.0 is out of range: expected 0 to 3600" in r.stderr
+
+
+def test_the_lessons_worker_serves_a_classic_job_on_our_master(node_env, master, lesson_worker, spawn):
+    client = spawn(mpc("submit", "--protocol", "classic", "--tasks", "4", "--json", "--timeout", "30",
+                       "--master", f"127.0.0.1:{node_env['MPC_PORT']}", "--authkey-file", node_env["MPC_AUTHKEY_FILE"]))
+    client.expect(r"Try get results", 15)
+    lw = lesson_worker()
+    assert client.wait(60) == 0, client.text
+    s = last_json(client.text)
+    assert (s["results"], s["missing"], s["wrong"], s["errors"]) == (4, [], 0, 0)
+    puts = [int(n) for n in re.findall(r"Put task (\d+)", client.text)]
+    assert sorted(int(n) for n in re.findall(r"Result: (\d+) \* ", client.text)) == sorted(puts)
+    assert lw.wait(30) == 0
+    assert sorted(int(n) for n in re.findall(r"run task (\d+) \*", lw.text)) == sorted(puts)
+
+
+def test_our_worker_serves_a_classic_job_on_our_master_with_leases(node_env, workers, spawn):
+    workers(2)
+    r = run_mpc("submit", "--protocol", "classic", "--tasks", "4", "--json", "--timeout", "30",
+                "--master", f"127.0.0.1:{node_env['MPC_PORT']}", "--authkey-file", node_env["MPC_AUTHKEY_FILE"])
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert last_json(r.stdout)["results"] == 4
+    st = run_mpc("status", "--json", "--master", f"127.0.0.1:{node_env['MPC_PORT']}",
+                 "--authkey-file", node_env["MPC_AUTHKEY_FILE"])
+    assert last_json(st.stdout)["classic"]["done"] == 4
+
+
+def test_our_worker_falls_back_against_the_lessons_own_master(spawn, node_env):
+    import sys
+
+    lm = spawn([sys.executable, str(LESSON / "task_master.py")],
+               {"LESSON_PORT": node_env["MPC_PORT"], "LESSON_AUTHKEY_FILE": node_env["MPC_AUTHKEY_FILE"]})
+    lm.expect(r"Try get results", 15)
+    w = spawn(mpc("worker"), node_env)
+    lm.expect(r"master exit\.", 60)
+    results = re.findall(r"Result: (\d+) \* (\d+) = (\d+)", lm.text)
+    assert len(results) == 10 and all(int(a) * int(b) == int(c) for a, b, c in results)
+    puts = sorted(int(n) for n in re.findall(r"Put task (\d+)", lm.text))
+    assert sorted(int(a) for a, _, _ in results) == puts
+    w.expect(r"only the lesson's queues: serving it the classic way", 5)
+    assert len(re.findall(r"run task \d+ \* \d+\.\.\.", clean(w.text))) == 10
+
+
+def test_a_wrong_key_is_refused_with_one_clear_line(node_env, master, tmp_path, spawn):
+    wrong = write_key(tmp_path / "wrong")
+    w = spawn(mpc("worker"), {**node_env, "MPC_AUTHKEY_FILE": str(wrong)})
+    assert w.wait(20) == 2
+    assert "the authkey did not match the master's at 127.0.0.1:" in w.text and "Traceback" not in w.text
+    r = submit({**node_env, "MPC_AUTHKEY_FILE": str(wrong)}, "--tasks", "1")
+    assert r.returncode == 2 and "the authkey did not match" in r.stderr
+    master.expect(r"refused connection from 127\.0\.0\.1:\d+: wrong authkey", 10)
+    assert wrong.read_text().strip() not in master.text + w.text + r.stdout + r.stderr
+
+
+def test_a_worker_says_when_it_cannot_reach_the_master(node_env, spawn):
+    w = spawn(mpc("worker"), node_env)  # no master on this port
+    w.expect(r"cannot reach master at 127\.0\.0\.1:\d+ \(connection refused\); retrying", 15)
