@@ -1,0 +1,175 @@
+"""Real clusters through Docker Compose, driven by testcontainers (with the scaling it lacks added here).
+
+Every session gets its own Compose project names, its own key, image tag and ephemeral host ports, so
+`make test` never collides with a cluster the user has running; everything is torn down (`down -v`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+from testcontainers.compose import DockerCompose
+
+from tests.support import LESSON, ROOT, clean, last_json, write_key
+
+SESSION = uuid.uuid4().hex[:6]
+LOG_DIR = ROOT / "test-logs"
+_counter = iter(range(1, 10_000))
+
+
+def _docker_problem() -> str | None:
+    for cmd, what in ((["docker", "info"], "the Docker Engine is not reachable"),
+                      (["docker", "compose", "version"], "the Docker Compose v2 plugin is missing")):
+        try:
+            if subprocess.run(cmd, capture_output=True, timeout=60).returncode != 0:
+                return what
+        except (OSError, subprocess.TimeoutExpired):
+            return what
+    return None
+
+
+@pytest.fixture(scope="session")
+def docker_ready():
+    problem = _docker_problem()
+    if problem:
+        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+            pytest.fail(f"CI=true but {problem}: the Docker tests must run in CI")
+        pytest.skip(f"{problem}: Docker tests skipped (they are required under CI=true)")
+
+
+@pytest.fixture(scope="session")
+def session_env(docker_ready, tmp_path_factory):
+    """Variables every test cluster shares: its own key, image tag, and an ephemeral published port."""
+    key = write_key(tmp_path_factory.mktemp("key") / "authkey")
+    key.chmod(0o644)
+    env = {"MPC_AUTHKEY_HOST_FILE": str(key), "MPC_IMAGE_TAG": f"test-{SESSION}", "MPC_HOST_PORT": "0",
+           "MPC_DEMO_TASKS": "0", "LESSON_DIR": str(LESSON)}
+    build = subprocess.run(["docker", "compose", "-p", f"mpct{SESSION}build", "build", "-q"], cwd=ROOT,
+                           env={**os.environ, **env}, capture_output=True, text=True, timeout=900)
+    assert build.returncode == 0, build.stdout + build.stderr
+    yield env
+    subprocess.run(["docker", "image", "rm", "-f", f"mpcluster-master:test-{SESSION}", f"mpcluster-worker:test-{SESSION}"],
+                   capture_output=True)
+
+
+@dataclass
+class Cluster(DockerCompose):
+    """DockerCompose plus the worker scale, a per-cluster project name and environment."""
+
+    workers: int = 3
+    env: dict = field(default_factory=dict)
+    project: str = ""
+    wait_up: bool = True  # `up --wait`; off when a service has no health check (the lesson's master)
+
+    @property
+    def compose_command_property(self) -> list[str]:
+        cmd = ["docker", "compose", "-p", self.project]
+        for f in self.compose_file_name or []:
+            cmd += ["-f", f]
+        return cmd
+
+    def _run_command(self, cmd, context=None):
+        return subprocess.run(cmd, cwd=context or str(self.context), env={**os.environ, **self.env},
+                              capture_output=True, check=True)
+
+    def start(self) -> None:
+        self.compose("up", "-d", *(["--wait"] if self.wait_up else []), "--scale", f"worker={self.workers}", timeout=300)
+
+    def compose(self, *args: str, check: bool = True, timeout: float = 180) -> subprocess.CompletedProcess:
+        r = subprocess.run([*self.compose_command_property, *args], cwd=self.context, env={**os.environ, **self.env},
+                           capture_output=True, text=True, timeout=timeout)
+        if check and r.returncode != 0:
+            raise AssertionError(f"docker compose {' '.join(args)} failed ({r.returncode}):\n{r.stdout}\n{r.stderr}")
+        return r
+
+    def scale(self, n: int, wait: bool = True) -> None:
+        self.compose("up", "-d", "--no-recreate", *(["--wait"] if wait else []), "--scale", f"worker={n}")
+        self.workers = n
+
+    def mpc(self, *args: str, check: bool = True, timeout: float = 300) -> subprocess.CompletedProcess:
+        """python3 -m mpcluster ... inside the master container."""
+        r = self.compose("exec", "-T", "master", "python3", "-m", "mpcluster", *args, check=False, timeout=timeout)
+        if check and r.returncode != 0:
+            raise AssertionError(f"mpcluster {' '.join(args)} exited {r.returncode}:\n{r.stdout}\n{r.stderr}")
+        return r
+
+    def submit(self, *args: str, check: bool = True, timeout: float = 300) -> dict:
+        r = self.mpc("submit", "--json", *args, check=check, timeout=timeout)
+        return last_json(r.stdout)
+
+    def status(self) -> dict:
+        return last_json(self.mpc("status", "--json").stdout)
+
+    def wait_workers(self, n: int, timeout: float = 60) -> dict:
+        self.mpc("status", "--wait-workers", str(n), "--timeout", str(timeout), timeout=timeout + 30)
+        return self.status()
+
+    def containers(self, service: str = "worker", include_all: bool = False) -> list:
+        return [c for c in self.get_containers(include_all=include_all) if c.Service == service]
+
+    def inspect(self, name: str) -> dict:
+        return json.loads(subprocess.run(["docker", "inspect", name], capture_output=True, text=True, check=True).stdout)[0]
+
+    def ip_of(self, name: str) -> str:
+        nets = self.inspect(name)["NetworkSettings"]["Networks"]
+        return next(iter(nets.values()))["IPAddress"]
+
+    def logs(self, *services: str) -> str:
+        return clean(self.compose("logs", "--no-color", *services, check=False).stdout)
+
+    def wait_log(self, service: str, pattern: str, timeout: float = 60) -> re.Match:
+        """Poll a service's log for a line, with a deadline (a readiness check, not a sleep)."""
+        rx, end = re.compile(pattern), time.monotonic() + timeout
+        while True:
+            m = rx.search(self.logs(service))
+            if m:
+                return m
+            if time.monotonic() > end:
+                raise AssertionError(f"{pattern!r} not in {service} logs within {timeout} s:\n{self.logs(service)[-3000:]}")
+            time.sleep(0.5)
+
+    def host_port(self) -> int:
+        return int(self.compose("port", "master", "5000").stdout.strip().rsplit(":", 1)[1])
+
+    def save_logs(self, name: str) -> Path:
+        LOG_DIR.mkdir(exist_ok=True)
+        path = LOG_DIR / f"{re.sub(r'[^A-Za-z0-9_.-]+', '_', name)}.log"
+        path.write_text(self.logs() + "\n--- ps ---\n" + self.compose("ps", "-a", check=False).stdout)
+        return path
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item, call):
+    rep = yield
+    setattr(item, f"rep_{rep.when}", rep)
+    return rep
+
+
+@pytest.fixture
+def make_cluster(session_env, request):
+    """Start clusters for one test; on failure their logs go to test-logs/; always `down -v`."""
+    started: list[Cluster] = []
+
+    def make(workers: int = 3, files: tuple[str, ...] = ("compose.yaml",), wait: bool = True, **env: str) -> Cluster:
+        c = Cluster(context=str(ROOT), compose_file_name=list(files), workers=workers, wait_up=wait,
+                    env={**session_env, **{k: str(v) for k, v in env.items()}},
+                    project=f"mpct{SESSION}{next(_counter)}")
+        started.append(c)
+        c.start()
+        return c
+
+    yield make
+    failed = any(getattr(request.node, f"rep_{w}", None) and getattr(request.node, f"rep_{w}").failed
+                 for w in ("setup", "call"))
+    for c in started:
+        if failed:
+            print(f"\ncluster logs saved to {c.save_logs(request.node.name + '-' + c.project)}")
+        c.compose("down", "-v", "--remove-orphans", "-t", "3", check=False)
