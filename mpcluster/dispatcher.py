@@ -48,6 +48,7 @@ class Worker:
     first_seen: float = 0.0
     last_seen: float = 0.0
     state: str = "alive"  # alive | stopping | gone | left
+    session: str = ""  # one per worker process: a restarted container keeps its hostname but not its session
     done: int = 0
     errors: int = 0
     duplicates: int = 0
@@ -185,6 +186,19 @@ class Dispatcher:
         elif w.state in ("gone", "left"):
             self.events.append(f"worker {worker_id} is back after being {w.state}")
             w.state = "alive"
+        if info and info.get("session") and info["session"] != w.session:
+            if w.session:
+                # Same id, new process: the old one is dead, so what it held will never be acknowledged.
+                stale = [key for key, lease in self._leases.items() if lease.worker == worker_id]
+                for key in stale:
+                    del self._leases[key]
+                    self._requeue(key)
+                    self._count_redelivery(key)
+                self.events.append(f"worker {worker_id} restarted" +
+                                   (f": {len(stale)} tasks of its previous run queued again" if stale else ""))
+                if stale:
+                    self._cond.notify_all()
+            w.session = str(info["session"])
         if info:
             w.info.update({k: v for k, v in info.items() if k in ("ip", "host", "pid", "python", "batch", "mode")})
             w.ip = str(w.info.get("ip", w.ip))
@@ -198,13 +212,7 @@ class Dispatcher:
         for key in expired:
             lease = self._leases.pop(key)
             self._requeue(key)
-            job = self._jobs.get(key[0])
-            if job is not None:
-                job.redeliveries += 1
-                if self._journal is not None:
-                    self._journal.update_job(job.id, redeliveries=job.redeliveries)
-            elif key[0] == CLASSIC_JOB:
-                self._classic_stats["redeliveries"] += 1
+            self._count_redelivery(key)
             self.events.append(f"lease of task {key[0]}/{key[1]} held by {lease.worker} expired: queued again")
         for w in self._workers.values():
             if w.state in ("alive", "stopping") and now - w.last_seen > self.lease_seconds:
@@ -213,6 +221,15 @@ class Dispatcher:
         if expired:
             self._cond.notify_all()
         return len(expired)
+
+    def _count_redelivery(self, key: tuple[str, int]) -> None:
+        job = self._jobs.get(key[0])
+        if job is not None:
+            job.redeliveries += 1
+            if self._journal is not None:
+                self._journal.update_job(job.id, redeliveries=job.redeliveries)
+        elif key[0] == CLASSIC_JOB:
+            self._classic_stats["redeliveries"] += 1
 
     def _requeue(self, key: tuple[str, int]) -> None:
         if key[0] == CLASSIC_JOB:

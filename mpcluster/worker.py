@@ -15,6 +15,7 @@ import signal
 import socket
 import threading
 import time
+import uuid
 
 from . import tasks as kinds
 from .protocol import RESULT_QUEUE, TASK_QUEUE, AuthFailed, Link, Unreachable
@@ -63,6 +64,7 @@ class Worker:
         self.done = 0
         self._interruptible = False
         self._avg: float | None = None
+        self.session = uuid.uuid4().hex  # tells the master a restarted container is a new process
 
     # ---- signals -------------------------------------------------------------------------------------------
     def install_signals(self) -> None:
@@ -84,7 +86,7 @@ class Worker:
     def info(self) -> dict:
         return {"ip": self.link.ip, "host": socket.gethostname(), "pid": os.getpid(),
                 "python": platform.python_version(), "batch": self.batch, "mode": self.link.mode,
-                "state": "stopping" if self.stop.is_set() else "alive"}
+                "session": self.session, "state": "stopping" if self.stop.is_set() else "alive"}
 
     # ---- main loop -----------------------------------------------------------------------------------------
     def run(self) -> int:

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from testcontainers.compose import DockerCompose
 
-from tests.support import LESSON, ROOT, clean, last_json, write_key
+from tests.support import LESSON, ROOT, Proc, clean, last_json, write_key
 
 SESSION = uuid.uuid4().hex[:6]
 LOG_DIR = ROOT / "test-logs"
@@ -135,6 +135,56 @@ class Cluster(DockerCompose):
             if time.monotonic() > end:
                 raise AssertionError(f"{pattern!r} not in {service} logs within {timeout} s:\n{self.logs(service)[-3000:]}")
             time.sleep(0.5)
+
+    def start_job(self, *args: str) -> tuple[Proc, str]:
+        """A `submit` client in its own one-off container on the cluster network (it outlives master restarts).
+
+        Returns the running client and its job id (read from its first line)."""
+        p = Proc([*self.compose_command_property, "run", "--rm", "--no-deps", "-T", "worker", "submit", "--json",
+                  "--master", "master:5000", *args], {**self.env})
+        return p, p.expect(r"submitted job (\S+):", 120).group(1)
+
+    def finish(self, client: Proc, timeout: float = 240) -> dict:
+        code = client.wait(timeout)
+        assert code == 0, f"submit exited {code}:\n{client.text[-4000:]}"
+        return last_json(client.text)
+
+    def job(self, job_id: str) -> dict:
+        return next(j for j in self.status()["jobs"] if j["job"] == job_id)
+
+    def wait_job(self, job_id: str, what: str, check, timeout: float = 90) -> dict:
+        """Poll the master's view of a job until check(summary) holds, with a deadline."""
+        end = time.monotonic() + timeout
+        while True:
+            j = self.job(job_id)
+            if check(j):
+                return j
+            assert time.monotonic() < end, f"job {job_id}: {what} not seen within {timeout} s: {j}"
+            time.sleep(0.3)
+
+    def docker(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+        r = subprocess.run(["docker", *args], capture_output=True, text=True, timeout=120)
+        if check and r.returncode != 0:
+            raise AssertionError(f"docker {' '.join(args)} failed: {r.stderr}")
+        return r
+
+    def worker_names(self) -> dict[str, str]:
+        """worker id (the container's hostname) -> container name, for the running worker replicas."""
+        return {self.inspect(c.Name)["Config"]["Hostname"]: c.Name for c in self.containers()
+                if "-run-" not in c.Name}
+
+    def busy_worker(self, job_id: str, timeout: float = 60) -> tuple[str, str]:
+        """A worker that holds a lease right now, after the job has made some progress: (id, container)."""
+        end = time.monotonic() + timeout
+        names = self.worker_names()
+        while True:
+            st = self.status()
+            job = next(j for j in st["jobs"] if j["job"] == job_id)
+            busy = [w["id"] for w in st["workers"] if w["leased"] and w["state"] == "alive" and w["id"] in names]
+            if busy and job["done"] >= 1:
+                return busy[0], names[busy[0]]
+            assert time.monotonic() < end, f"no busy worker within {timeout} s: {st}"
+            time.sleep(0.2)
 
     def host_port(self) -> int:
         return int(self.compose("port", "master", "5000").stdout.strip().rsplit(":", 1)[1])

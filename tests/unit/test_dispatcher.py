@@ -176,3 +176,13 @@ def test_journal_restores_finished_results_and_requeues_the_rest(tmp_path, clock
     _, chunk, summary = d3.results("j1", 0)
     assert summary["complete"] and len(chunk) == 4 and summary["duplicates_dropped"] == 2
     assert d3.master_restarts == 2
+
+
+def test_a_restarted_worker_frees_what_its_previous_run_held(d):
+    d.submit(job(n=2))
+    d.heartbeat("w1", {"session": "first"})
+    held = d.lease("w1", 2, info={"session": "first"})
+    assert len(held) == 2
+    d.heartbeat("w1", {"session": "second"})  # same hostname, new process: the old one died holding 2 tasks
+    assert d.status()["queues"] == {"pending": 2, "leased": 0, "classic_tasks": 0, "classic_results": 0}
+    assert d.results("j1", 0)[2]["redeliveries"] == 2
