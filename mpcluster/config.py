@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 MIN_KEY_BYTES = 16
 _HOST_RE = re.compile(r"^[A-Za-z0-9_.:\-\[\]]{1,253}$")
+_WORKER_ID_RE = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
 
 
 class ConfigError(Exception):
@@ -73,6 +74,12 @@ def parse_address(name: str, raw: str) -> tuple[str, int]:
     return parse_host(name, host), parse_int(name, port, 1, 65535)
 
 
+def parse_worker_id(raw: str | None) -> str:
+    if raw is not None and not _WORKER_ID_RE.match(raw):
+        raise ConfigError(f"MPC_WORKER_ID={raw!r:.80} is not valid: expected 1-64 letters, digits, '.', '_' or '-'")
+    return raw or ""
+
+
 def env_choice(name: str, default: str, choices: tuple[str, ...], env: dict | None = None) -> str:
     raw = _env(name, env)
     if raw is None:
@@ -122,6 +129,7 @@ class Settings:
     batch_max: int
     journal: str
     stop_grace: float
+    worker_id: str
 
     @classmethod
     def from_env(cls, env: dict | None = None) -> Settings:
@@ -145,4 +153,5 @@ class Settings:
             batch_max=env_int("MPC_BATCH_MAX", 100, 1, 10_000, env),
             journal=_env("MPC_JOURNAL", env) or "",
             stop_grace=env_float("MPC_STOP_GRACE", 5.0, 0.0, 3600.0, env),
+            worker_id=parse_worker_id(_env("MPC_WORKER_ID", env)),
         )

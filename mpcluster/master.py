@@ -7,11 +7,12 @@ import os
 import queue
 import random
 import signal
+import sqlite3
 import threading
 import uuid
 from multiprocessing.managers import BaseManager
 
-from .config import Settings, read_authkey
+from .config import ConfigError, Settings, read_authkey
 from .dispatcher import Dispatcher
 from .journal import Journal
 from .protocol import DISPATCHER, RESULT_QUEUE, TASK_QUEUE
@@ -78,8 +79,12 @@ def main(settings: Settings) -> int:
     key = read_authkey(settings.authkey_file)
     journal = None
     if settings.journal:
-        os.makedirs(os.path.dirname(os.path.abspath(settings.journal)), exist_ok=True)
-        journal = Journal(settings.journal)
+        try:
+            os.makedirs(os.path.dirname(os.path.abspath(settings.journal)), exist_ok=True)
+            journal = Journal(settings.journal)
+        except (OSError, sqlite3.Error) as e:
+            raise ConfigError(f"MPC_JOURNAL={settings.journal!r} cannot be opened ({e}): expected a writable file "
+                              "path (in the containers, the journal volume)") from None
     _dispatcher = Dispatcher(settings.lease_seconds, settings.heartbeat_seconds, journal, _task_queue, _result_queue)
     manager = MasterManager(address=("", settings.port), authkey=key)
     server = MasterServer(manager._registry, ("", settings.port), key, "pickle", settings.handshake_timeout)
@@ -99,6 +104,7 @@ def main(settings: Settings) -> int:
             _dispatcher.expire()
             for line in _dispatcher.drain_events():
                 log.info("%s", line)
+            server.refused.flush()
             stop.wait(0.5)
 
     threading.Thread(target=reaper, name="reaper", daemon=True).start()

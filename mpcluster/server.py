@@ -21,6 +21,10 @@ from .protocol import set_keepalive, set_socket_timeouts
 
 log = logging.getLogger("mpcluster")
 
+# Peers that have connected but not yet proved they hold the key. Each holds a thread for at most the
+# handshake timeout; past this many, new connections are closed at once (and logged) until some finish.
+MAX_PENDING_HANDSHAKES = 1000
+
 
 class RateLimitedLog:
     """At most one line per peer address per ``every`` seconds; the rest are counted into the next line."""
@@ -36,16 +40,27 @@ class RateLimitedLog:
         with self._lock:
             self.total += 1
             now = self._clock()
-            last, suppressed = self._seen.get(host, (-1e18, 0))
+            last, suppressed, _ = self._seen.get(host, (-1e18, 0, ""))
             if now - last < self.every:
-                self._seen[host] = (last, suppressed + 1)
+                self._seen[host] = (last, suppressed + 1, message)
                 return False
             if len(self._seen) > 10_000:
                 self._seen.clear()
-            self._seen[host] = (now, 0)
+            self._seen[host] = (now, 0, message)
         more = f" ({suppressed} more from {host} not shown)" if suppressed else ""
         log.warning("refused connection from %s: %s%s", peer, message, more)
         return True
+
+    def flush(self) -> None:
+        """Report what was held back once its window is over, so a burst is never silent."""
+        with self._lock:
+            now = self._clock()
+            due = [(h, n, m) for h, (last, n, m) in self._seen.items() if n and now - last >= self.every]
+            for host, _, _ in due:
+                self._seen[host] = (now, 0, "")
+        for host, n, message in due:
+            log.warning("refused %d more connections from %s in the last %g s (latest: %s)", n, host, self.every,
+                        message)
 
 
 def _peer(conn) -> str:
@@ -68,10 +83,33 @@ class MasterServer(Server):
         super().__init__(registry, address, authkey, serializer)
         self.handshake_timeout = handshake_timeout
         self.refused = RateLimitedLog()
+        self._pending = threading.BoundedSemaphore(MAX_PENDING_HANDSHAKES)
         try:  # the stdlib listens with a backlog of 16: a burst of 50 workers would see SYN drops
             self.listener._listener._socket.listen(1024)
         except (AttributeError, OSError):
             pass
+
+    def accepter(self) -> None:
+        """Accept connections; each handshake gets a thread, up to MAX_PENDING_HANDSHAKES at once.
+
+        Unlike the stdlib's loop this one survives a failed thread start (pids limit) instead of dying, which
+        would leave the master deaf for good, and it ends when the server is closed instead of spinning.
+        """
+        while not self.stop_event.is_set():
+            try:
+                c = self.listener.accept()
+            except OSError:
+                continue
+            if not self._pending.acquire(blocking=False):
+                self.refused(_peer(c), f"more than {MAX_PENDING_HANDSHAKES} connections are still in their handshake")
+                c.close()
+                continue
+            try:
+                threading.Thread(target=self.handle_request, args=(c,), daemon=True).start()
+            except RuntimeError as e:  # can't start new thread
+                self._pending.release()
+                self.refused(_peer(c), f"no thread to serve it ({e})")
+                c.close()
 
     def start(self) -> None:
         """Serve in background threads (the caller keeps its main thread for signals and the demo job)."""
@@ -88,11 +126,14 @@ class MasterServer(Server):
 
     def handle_request(self, conn) -> None:
         peer = _peer(conn)
+        pending = True
         try:
             set_socket_timeouts(conn.fileno(), self.handshake_timeout)
             try:
                 connection.deliver_challenge(conn, self.authkey)
                 connection.answer_challenge(conn, self.authkey)
+                self._pending.release()
+                pending = False
             except connection.AuthenticationError:
                 self.refused(peer, "wrong authkey")
                 return
@@ -117,6 +158,8 @@ class MasterServer(Server):
         except OSError:
             pass
         finally:
+            if pending:
+                self._pending.release()
             conn.close()
 
     def _serve_request(self, c, request) -> None:

@@ -30,10 +30,13 @@ class _Interrupt(Exception):
     """Raised by the SIGTERM handler to cut an idle long-poll short."""
 
 
-def default_worker_id() -> str:
-    """The container's hostname (unique per replica); outside a container, hostname-pid so several can share a host."""
-    wid = os.environ.get("MPC_WORKER_ID") or socket.gethostname()
-    return wid if os.getpid() == 1 or os.environ.get("MPC_WORKER_ID") else f"{wid}-{os.getpid()}"
+def default_worker_id(configured: str = "") -> str:
+    """MPC_WORKER_ID if set; else the container's hostname (unique per replica); outside a container (not PID 1),
+    hostname-pid so that several workers can share a host."""
+    if configured:
+        return configured
+    host = socket.gethostname()
+    return host if os.getpid() == 1 else f"{host}-{os.getpid()}"
 
 
 def execute(task: dict, worker: str, ip: str, abort: threading.Event | None = None) -> dict:
@@ -175,13 +178,14 @@ class Worker:
         return 0
 
     def _heartbeats(self) -> None:
-        while not self.stop.wait(self.heartbeat_seconds):
+        while not self.stop.is_set():  # the first one at once: the registry learns the worker's details early
             try:
                 self.link.call("heartbeat", self.id, self.info())
             except Unreachable:
                 pass  # the main loop notices and reconnects; heartbeats resume on the new link
             except Exception as e:
                 log.warning("worker %s: heartbeat failed: %s", self.id, e)
+            self.stop.wait(self.heartbeat_seconds)
 
     # ---- the lesson's protocol -----------------------------------------------------------------------------
     def run_classic(self) -> int:
@@ -228,7 +232,7 @@ class Worker:
 
 def main(settings, host: str, port: int, key: bytes) -> int:
     link = Link(host, port, key)
-    worker = Worker(link, default_worker_id(), settings.heartbeat_seconds, settings.batch_max, settings.stop_grace)
+    worker = Worker(link, default_worker_id(settings.worker_id), settings.heartbeat_seconds, settings.batch_max, settings.stop_grace)
     worker.install_signals()
     try:
         return worker.run()

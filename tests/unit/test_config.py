@@ -18,6 +18,8 @@ from tests.support import run_mpc, write_key
         ("worker", {"MPC_MASTER_HOST": "bad host!"}, "MPC_MASTER_HOST='bad host!' is not valid: expected a host name or IP address"),
         ("worker", {"MPC_BATCH_MAX": "0"}, "MPC_BATCH_MAX='0' is out of range"),
         ("worker", {"MPC_STOP_GRACE": "-2"}, "MPC_STOP_GRACE='-2' is out of range"),
+        ("worker", {"MPC_WORKER_ID": "a b/c"}, "MPC_WORKER_ID='a b/c' is not valid: expected 1-64 letters"),
+        ("master", {"MPC_JOURNAL": "/proc/no/such/dir/j.sqlite3"}, "MPC_JOURNAL='/proc/no/such/dir/j.sqlite3' cannot be opened"),
     ],
 )
 def test_bad_variables_are_refused(tmp_path, role, env, line):
