@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 import re
 import subprocess
 import time
@@ -49,8 +50,15 @@ def test_every_result_arrives_exactly_once_with_n_workers(shared, n):
     st = shared.wait_workers(n)
     assert st["alive"] == n
     tasks = 4 * n
-    s = shared.submit("--tasks", str(tasks), "--seconds", "0.5")
+    r = shared.mpc("submit", "--json", "--seed", str(n), "--tasks", str(tasks), "--seconds", "0.5")
+    s = last_json(r.stdout)
     assert (s["tasks"], s["results"], s["missing"], s["duplicates"], s["errors"], s["wrong"]) == (tasks, tasks, [], 0, 0, [])
+    # each value checked here too: the client draws the lesson's random.randint(0, 10000) from its seed
+    rng = random.Random(n)
+    numbers = [rng.randint(0, 10000) for _ in range(tasks)]
+    lines = re.findall(r"\] task (\d+): (\d+)  \(worker (\w+) at ([\d.]+)\)", clean(r.stdout))
+    assert sorted(int(i) for i, *_ in lines) == list(range(tasks))  # each task's result exactly once
+    assert all(int(v) == numbers[int(i)] ** 2 for i, v, *_ in lines)
     assert sum(s["workers"].values()) == tasks
     master_ip = shared.ip_of(shared.containers("master")[0].Name)
     worker_ips = {shared.ip_of(w.Name) for w in shared.containers()}
