@@ -144,7 +144,7 @@ class Worker:
                 if not self.link.open_with_retry(self.stop, f"worker {self.id}"):
                     break
                 log.info("worker %s: reconnected to master at %s", self.id, self.link.where)
-        return self._leave(outbox, held)
+        return self._leave(outbox)
 
     def _adapt(self, per_task: float) -> None:
         """Batch size from observed task time: about TARGET_BATCH_SECONDS of work per lease, 1 for slow tasks."""
@@ -158,8 +158,9 @@ class Worker:
         except Unreachable:
             pass  # the leases expire on the master and the tasks run elsewhere
 
-    def _leave(self, outbox: list[dict], held: list[dict]) -> int:
-        """Acknowledge what is done and say goodbye, trying briefly to reach the master if the link is down."""
+    def _leave(self, outbox: list[dict]) -> int:
+        """Acknowledge what is done and say goodbye (which hands back anything still leased to this worker),
+        trying briefly to reach the master if the link is down."""
         deadline = time.monotonic() + max(1.0, self.stop_grace)
         while time.monotonic() < deadline:
             try:

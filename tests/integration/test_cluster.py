@@ -68,6 +68,14 @@ def test_every_result_arrives_exactly_once_with_n_workers(shared, n):
         assert len(s["workers"]) >= 3
 
 
+def test_ten_one_second_tasks_spread_over_all_three_workers(shared):
+    shared.scale(3)
+    shared.wait_workers(3)
+    s = shared.submit("--tasks", "10", "--seconds", "1")
+    assert s["results"] == 10 and len(s["workers"]) == 3  # leased-but-not-started work starves nobody
+    assert max(s["workers"].values()) <= 4
+
+
 def test_scaling_up_during_a_job_adds_workers_that_take_tasks(shared):
     shared.scale(1)
     before = {w["id"] for w in shared.wait_workers(1)["workers"] if w["state"] == "alive"}
