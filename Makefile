@@ -14,11 +14,14 @@ export WORKERS
 COMPOSE := docker compose
 KEY := .secrets/authkey
 
-.PHONY: help up down scale job status logs ps test test-unit test-integration base key check-docker check-python lint clean
+.PHONY: help up down scale job status logs ps test test-unit test-integration base key check-docker check-python check-workers lint clean
 
 help:  ## List the targets
 	@grep -E '^[0-9a-zA-Z_-]+:.*?## .*$$' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "\033[36m%-18s\033[0m %s\n", $$1, $$2}'
 	@printf '\nVariables: WORKERS=%s TASKS=%s KIND=%s SECONDS=%s (e.g. make up WORKERS=5)\n' "$(WORKERS)" "$(TASKS)" "$(KIND)" "$(SECONDS)"
+
+check-workers:
+	@case "$(WORKERS)" in ''|*[!0-9]*) echo "make: WORKERS='$(WORKERS)' is not valid: expected a whole number of workers, e.g. WORKERS=5"; exit 2;; esac
 
 check-docker:
 	@command -v docker >/dev/null 2>&1 || { echo "make: docker is not installed (https://docs.docker.com/engine/install/)"; exit 1; }
@@ -40,7 +43,7 @@ $(KEY):
 base: check-docker  ## Make sure the base image exists (pull, or build Debian offline); records BASE_IMAGE in .env
 	@scripts/ensure-base
 
-up: check-docker key base  ## Build what is missing, start a master and WORKERS workers, wait until they are connected
+up: check-workers check-docker key base  ## Build what is missing, start a master and WORKERS workers, wait until they are connected
 	$(COMPOSE) up -d --build --wait --scale worker=$(WORKERS)
 	@$(COMPOSE) exec -T master python3 -m mpcluster status --wait-workers $(WORKERS) --timeout 60 >/dev/null \
 	  || { echo "make: the workers did not all connect; see 'make logs'"; exit 1; }
@@ -52,7 +55,7 @@ up: check-docker key base  ## Build what is missing, start a master and WORKERS 
 	  $(COMPOSE) logs --no-log-prefix master | sed 's/\x1b\[[0-9;]*[A-Za-z]//g' | grep -E 'Put task|Try get|Result:|joined|Demo job'; fi
 	@echo "--- $(WORKERS) workers connected; try: make job TASKS=40, make status, make logs, make down ---"
 
-scale: check-docker  ## Change the number of workers of the running cluster (WORKERS=N)
+scale: check-workers check-docker  ## Change the number of workers of the running cluster (WORKERS=N)
 	$(COMPOSE) up -d --no-recreate --wait --scale worker=$(WORKERS)
 	@$(COMPOSE) exec -T master python3 -m mpcluster status --wait-workers $(WORKERS) --timeout 60 | head -3
 
