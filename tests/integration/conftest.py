@@ -144,6 +144,11 @@ class Cluster(DockerCompose):
                   "--master", "master:5000", *args], {**self.env})
         return p, p.expect(r"submitted job (\S+):", 120).group(1)
 
+    def exec_job(self, *args: str) -> Proc:
+        """`python3 -m mpcluster ARGS` in the master container, running while the test does something else."""
+        return Proc([*self.compose_command_property, "exec", "-T", "master", "python3", "-m", "mpcluster", *args],
+                    {**self.env})
+
     def finish(self, client: Proc, timeout: float = 240) -> dict:
         code = client.wait(timeout)
         assert code == 0, f"submit exited {code}:\n{client.text[-4000:]}"

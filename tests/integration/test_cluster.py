@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import os
 import random
 import re
-import subprocess
-import time
 
 import pytest
 
@@ -79,17 +76,9 @@ def test_ten_one_second_tasks_spread_over_all_three_workers(shared):
 def test_scaling_up_during_a_job_adds_workers_that_take_tasks(shared):
     shared.scale(1)
     before = {w["id"] for w in shared.wait_workers(1)["workers"] if w["state"] == "alive"}
-    job = subprocess.Popen([*shared.compose_command_property, "exec", "-T", "master", "python3", "-m", "mpcluster",
-                            "submit", "--json", "--tasks", "30", "--seconds", "0.5"],
-                           cwd=shared.context, env={**os.environ, **shared.env},
-                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    try:
-        shared.scale(4)
-        out, _ = job.communicate(timeout=120)
-    finally:
-        job.kill()
-    assert job.returncode == 0, out
-    s = last_json(out)
+    client = shared.exec_job("submit", "--json", "--tasks", "30", "--seconds", "0.5")
+    shared.scale(4)
+    s = shared.finish(client, 120)
     assert s["results"] == 30 and s["missing"] == [] and s["duplicates"] == 0
     newcomers = set(s["workers"]) - before
     assert len(newcomers) >= 2, s["workers"]  # workers that joined mid-job received tasks
@@ -119,27 +108,18 @@ def test_plain_compose_scale_joins_workers(shared):
 
 def test_the_lessons_worker_in_a_container_serves_a_classic_job(make_cluster, session_env):
     c = make_cluster(workers=0)
-    client = subprocess.Popen([*c.compose_command_property, "exec", "-T", "master", "python3", "-m", "mpcluster",
-                               "submit", "--protocol", "classic", "--tasks", "5", "--json", "--timeout", "60"],
-                              cwd=c.context, env={**os.environ, **c.env},
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    try:
-        deadline = time.monotonic() + 30
-        while c.status()["queues"]["classic_tasks"] < 5:  # the job is on the lesson's queue
-            assert time.monotonic() < deadline, "classic tasks never reached the master's queue"
-            time.sleep(0.3)
-        lesson = c.compose("run", "--rm", "--no-deps", "-v", f"{session_env['LESSON_DIR']}:/lesson:ro",
-                           "-e", "LESSON_MASTER=master", "-e", "LESSON_PORT=5000",
-                           "-e", "LESSON_AUTHKEY_FILE=/run/secrets/authkey",
-                           "--entrypoint", "python3", "worker", "/lesson/task_worker.py", timeout=120)
-        out, _ = client.communicate(timeout=60)
-    finally:
-        client.kill()
+    client = c.exec_job("submit", "--protocol", "classic", "--tasks", "5", "--json", "--timeout", "60")
+    client.expect(r"Try get results", 60)  # the job's ints are on the lesson's task queue
+    lesson = c.compose("run", "--rm", "--no-deps", "-v", f"{session_env['LESSON_DIR']}:/lesson:ro",
+                       "-e", "LESSON_MASTER=master", "-e", "LESSON_PORT=5000",
+                       "-e", "LESSON_AUTHKEY_FILE=/run/secrets/authkey",
+                       "--entrypoint", "python3", "worker", "/lesson/task_worker.py", timeout=120)
+    s = c.finish(client, 60)
+    out = client.text
     text = clean(lesson.stdout)
     assert "Connect to server master..." in text and "worker exit." in text
     ran = sorted(int(n) for n in re.findall(r"run task (\d+) \* \d+\.\.\.", text))
-    s = last_json(out)
-    assert client.returncode == 0 and s["results"] == 5 and s["missing"] == [] and s["wrong"] == 0
+    assert s["results"] == 5 and s["missing"] == [] and s["wrong"] == 0
     puts = sorted(int(n) for n in re.findall(r"Put task (\d+)", out))
     assert ran == puts
 

@@ -17,8 +17,6 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from tests.support import last_json
-
 pytestmark = [pytest.mark.docker, pytest.mark.hostile]
 
 HANDSHAKE = {"MPC_HANDSHAKE_TIMEOUT": "3"}
@@ -52,18 +50,6 @@ def steady(c, timeout: float = 30) -> dict:
         time.sleep(0.5)
 
 
-def background_job(c, *args: str) -> subprocess.Popen:
-    return subprocess.Popen([*c.compose_command_property, "exec", "-T", "master", "python3", "-m", "mpcluster",
-                             "submit", "--json", "--quiet", *args], cwd=c.context, env={**os.environ, **c.env},
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-
-
-def finish(job: subprocess.Popen, timeout: float = 180) -> dict:
-    out, _ = job.communicate(timeout=timeout)
-    assert job.returncode == 0, out
-    return last_json(out)
-
-
 def test_a_wrong_key_worker_exits_2_clearly_without_a_restart_storm(make_cluster, tmp_path, session_env):
     wrong = tmp_path / "wrongkey"
     wrong.write_text("not-the-cluster-key-" + os.urandom(16).hex() + "\n")
@@ -71,7 +57,7 @@ def test_a_wrong_key_worker_exits_2_clearly_without_a_restart_storm(make_cluster
     c = make_cluster(workers=2, wait=False, MPC_WRONG_KEY_FILE=str(wrong),
                      files=("compose.yaml", "tests/integration/compose_fixtures/intruder/compose.yaml"))
     c.wait_workers(2, 90)
-    job = background_job(c, "--tasks", "12", "--seconds", "0.5")
+    job = c.exec_job("submit", "--json", "--quiet", "--tasks", "12", "--seconds", "0.5")
     [intruder] = c.containers("intruder", include_all=True)
     end = time.monotonic() + 90
     while True:  # on-failure:3 — three restarts, then it stays down
@@ -85,7 +71,7 @@ def test_a_wrong_key_worker_exits_2_clearly_without_a_restart_storm(make_cluster
     lines = [ln for ln in log.splitlines() if ln.strip()]
     refusals = [ln for ln in lines if "the authkey did not match the master's at master:5000" in ln]
     assert len(refusals) == 4 and "Traceback" not in log  # one clear line per start, nothing else alarming
-    s = finish(job)
+    s = c.finish(job, 180)
     assert s["results"] == 12 and s["missing"] == []  # the master's job carried on
     mlog = c.logs("master")
     assert re.search(r"refused connection from [\d.]+:\d+: wrong authkey", mlog)
@@ -142,14 +128,14 @@ def test_fuzzing_the_port_while_a_job_runs(make_cluster):
     c = make_cluster(workers=3, **HANDSHAKE)
     c.wait_workers(3)
     before = steady(c)
-    job = background_job(c, "--tasks", "60", "--seconds", "0.5")
+    job = c.exec_job("submit", "--json", "--quiet", "--tasks", "60", "--seconds", "0.5")
     port = c.host_port()
     cases = _payloads(random.Random(4))
     started = time.monotonic()
     with ThreadPoolExecutor(16) as pool:
         outcomes = list(pool.map(lambda p: _send(port, p[1], p[2]), cases))
     fuzz_seconds = time.monotonic() - started
-    s = finish(job)
+    s = c.finish(job, 180)
     assert s["results"] == 60 and s["missing"] == [] and s["wrong"] == [] and s["duplicates"] == 0
     after = wait_threads_at_most(c, before["threads"], 30)  # every fuzz thread gone again
     counts: dict[str, int] = {}
