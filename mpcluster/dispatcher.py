@@ -183,7 +183,8 @@ class Dispatcher:
         if w is None:
             w = self._workers[worker_id] = Worker(worker_id, first_seen=now)
             self.events.append(f"worker {worker_id} joined" + (f" from {info.get('ip')}" if info else ""))
-        elif w.state in ("gone", "left"):
+        elif w.state == "gone" or (w.state == "left" and not (info and info.get("state") == "stopping")):
+            # (a heartbeat that crossed a stopping worker's goodbye does not bring it back)
             self.events.append(f"worker {worker_id} is back after being {w.state}")
             w.state = "alive"
         if info and info.get("session") and info["session"] != w.session:
@@ -202,7 +203,7 @@ class Dispatcher:
         if info:
             w.info.update({k: v for k, v in info.items() if k in ("ip", "host", "pid", "python", "batch", "mode")})
             w.ip = str(w.info.get("ip", w.ip))
-            if info.get("state") == "stopping":
+            if info.get("state") == "stopping" and w.state == "alive":
                 w.state = "stopping"
         w.last_seen = now
         return w

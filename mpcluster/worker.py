@@ -63,6 +63,7 @@ class Worker:
         self.stop_grace = stop_grace
         self.stop = threading.Event()  # SIGTERM seen: no more leasing
         self.abort = threading.Event()  # grace over: interrupt the task in hand
+        self.leaving = threading.Event()  # saying goodbye: heartbeats (which keep leases alive) end here
         self.batch = 1
         self.done = 0
         self._interruptible = False
@@ -169,6 +170,7 @@ class Worker:
                 if outbox:
                     self.link.call("ack", self.id, outbox)
                     outbox = []
+                self.leaving.set()
                 n = self.link.call("goodbye", self.id)
                 log.info("worker %s: done %d tasks, handed back %d; bye", self.id, self.done, n)
                 return 0
@@ -179,14 +181,16 @@ class Worker:
         return 0
 
     def _heartbeats(self) -> None:
-        while not self.stop.is_set():  # the first one at once: the registry learns the worker's details early
+        # The first one at once, so the registry learns the worker's details early; they go on while a stopping
+        # worker finishes its task, so that task's lease does not expire under it.
+        while not self.leaving.is_set():
             try:
                 self.link.call("heartbeat", self.id, self.info())
             except Unreachable:
                 pass  # the main loop notices and reconnects; heartbeats resume on the new link
             except Exception as e:
                 log.warning("worker %s: heartbeat failed: %s", self.id, e)
-            self.stop.wait(self.heartbeat_seconds)
+            self.leaving.wait(self.heartbeat_seconds)
 
     # ---- the lesson's protocol -----------------------------------------------------------------------------
     def run_classic(self) -> int:

@@ -186,3 +186,12 @@ def test_a_restarted_worker_frees_what_its_previous_run_held(d):
     d.heartbeat("w1", {"session": "second"})  # same hostname, new process: the old one died holding 2 tasks
     assert d.status()["queues"] == {"pending": 2, "leased": 0, "classic_tasks": 0, "classic_results": 0}
     assert d.results("j1", 0)[2]["redeliveries"] == 2
+
+
+def test_a_heartbeat_crossing_a_goodbye_does_not_revive_the_worker(d):
+    d.heartbeat("w1", {"session": "s1"})
+    d.goodbye("w1")
+    d.heartbeat("w1", {"session": "s1", "state": "stopping"})
+    assert d.status()["workers"][0]["state"] == "left"
+    d.heartbeat("w1", {"session": "s2"})  # a new process under that id: really back
+    assert d.status()["workers"][0]["state"] == "alive"

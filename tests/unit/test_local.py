@@ -102,3 +102,48 @@ def test_a_wrong_key_is_refused_with_one_clear_line(node_env, master, tmp_path, 
 def test_a_worker_says_when_it_cannot_reach_the_master(node_env, spawn):
     w = spawn(mpc("worker"), node_env)  # no master on this port
     w.expect(r"cannot reach master at 127\.0\.0\.1:\d+ \(connection refused\); retrying", 15)
+
+
+def _wait_leased(env, n=1, timeout=20):
+    import time
+
+    end = time.monotonic() + timeout
+    while True:
+        st = last_json(run_mpc("status", "--json", "--master", f"127.0.0.1:{env['MPC_PORT']}",
+                               "--authkey-file", env["MPC_AUTHKEY_FILE"]).stdout)
+        if st["queues"]["leased"] >= n:
+            return st
+        assert time.monotonic() < end, f"nothing leased within {timeout} s: {st}"
+        time.sleep(0.2)
+
+
+def test_a_stopping_worker_finishes_its_task_and_keeps_its_lease_meanwhile(node_env, master, spawn):
+    import signal
+
+    w = spawn(mpc("worker"), {**node_env, "MPC_STOP_GRACE": "10"})
+    w.expect(r"connected to master", 15)
+    client = spawn(mpc("submit", "--json", "--tasks", "1", "--seconds", "4", "--master",
+                       f"127.0.0.1:{node_env['MPC_PORT']}", "--authkey-file", node_env["MPC_AUTHKEY_FILE"]))
+    _wait_leased(node_env)
+    w.p.send_signal(signal.SIGTERM)
+    assert w.wait(20) == 0
+    assert client.wait(30) == 0
+    s = last_json(client.text)  # the 4 s task outlived the 3 s lease: heartbeats kept it
+    assert (s["results"], s["redeliveries"], s["handed_back"]) == (1, 0, 0)
+    assert "done 1 tasks, handed back 0; bye" in w.text
+
+
+def test_a_stopping_worker_hands_back_a_task_that_outlasts_its_grace(node_env, master, spawn):
+    import signal
+
+    w = spawn(mpc("worker"), {**node_env, "MPC_STOP_GRACE": "0.5"})
+    w.expect(r"connected to master", 15)
+    client = spawn(mpc("submit", "--json", "--tasks", "1", "--seconds", "4", "--master",
+                       f"127.0.0.1:{node_env['MPC_PORT']}", "--authkey-file", node_env["MPC_AUTHKEY_FILE"]))
+    _wait_leased(node_env)
+    w.p.send_signal(signal.SIGTERM)
+    assert w.wait(10) == 0
+    spawn(mpc("worker"), node_env)  # someone to finish it
+    assert client.wait(30) == 0
+    s = last_json(client.text)
+    assert (s["results"], s["redeliveries"], s["handed_back"]) == (1, 0, 1)
