@@ -79,6 +79,7 @@ def submit(link: Link, items: list[dict], *, as_json: bool, timeout: float, conn
     duplicates = 0
     cursor, submitted, summary = 0, False, None
     last_progress = 0.0
+    last_result = started
     per_line = len(items) <= PRINT_EACH_UP_TO and not quiet
     while True:
         try:
@@ -110,9 +111,19 @@ def submit(link: Link, items: list[dict], *, as_json: bool, timeout: float, conn
                 out(f"[{len(seen):>{len(str(len(items)))}}/{len(items)}] task {r['id']}: {shown}  "
                     f"(worker {r['worker']} at {r['ip']})")
         now = time.monotonic()
+        if chunk:
+            last_result = now
         if not per_line and not quiet and now - last_progress >= 2:
             out(f"{len(seen)}/{len(items)} results after {now - started:.1f} s")
             last_progress = now
+        if now - last_result >= 10 and len(seen) < len(items):
+            last_result = now  # never silent for long: say what the job is waiting for
+            try:
+                st = link.call("status")
+                out(f"waiting: {len(seen)}/{len(items)} results; {st['alive']} workers alive, "
+                    f"{st['queues']['pending']} tasks pending, {st['queues']['leased']} leased")
+            except Unreachable:
+                pass
         if len(seen) == len(items):
             break
         if deadline is not None and now > deadline:

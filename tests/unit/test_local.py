@@ -147,3 +147,11 @@ def test_a_stopping_worker_hands_back_a_task_that_outlasts_its_grace(node_env, m
     assert client.wait(30) == 0
     s = last_json(client.text)
     assert (s["results"], s["redeliveries"], s["handed_back"]) == (1, 0, 1)
+
+
+def test_a_job_with_no_workers_says_what_it_is_waiting_for(node_env, master, spawn):
+    client = spawn(mpc("submit", "--json", "--tasks", "2", "--seconds", "0", "--master",
+                       f"127.0.0.1:{node_env['MPC_PORT']}", "--authkey-file", node_env["MPC_AUTHKEY_FILE"]))
+    client.expect(r"waiting: 0/2 results; 0 workers alive, 2 tasks pending, 0 leased", 20)
+    spawn(mpc("worker"), node_env)
+    assert client.wait(30) == 0 and last_json(client.text)["results"] == 2
