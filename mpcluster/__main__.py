@@ -8,6 +8,7 @@ import sys
 
 from . import __version__
 from .config import ConfigError, Settings, parse_address, parse_float, parse_int, read_authkey
+from .dispatcher import MAX_TASKS_PER_JOB
 from .protocol import AuthFailed, Link, Unreachable
 from .tasks import KINDS
 
@@ -30,7 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
     _connection_flags(sub.add_parser("worker", help="take tasks from the master and return results"))
     p = sub.add_parser("submit", help="submit a job to a running master and wait for every result")
     _connection_flags(p)
-    p.add_argument("--tasks", required=True, metavar="N", help="number of tasks (1 to 1000000)")
+    p.add_argument("--tasks", required=True, metavar="N", help="number of tasks (1 to 200000)")
     p.add_argument("--kind", default="square", help=f"task kind: {', '.join(KINDS)} (default square)")
     p.add_argument("--seconds", default="1.0", metavar="S", help="simulated work per task (default 1.0; 0 allowed)")
     p.add_argument("--protocol", default="mpcluster", help="mpcluster (leases, exactly-once) or classic (the lesson's queues)")
@@ -93,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
             return client.status(Link(host, port, key), as_json=args.json, timeout=timeout,
                                  wait_workers=parse_int("--wait-workers", args.wait_workers, 0, 100_000),
                                  connect_timeout=connect_timeout)
-        n = parse_int("--tasks", args.tasks, 1, 1_000_000)
+        n = parse_int("--tasks", args.tasks, 1, MAX_TASKS_PER_JOB)
         seed = None if args.seed is None else parse_int("--seed", args.seed, -(2**63), 2**63)
         if args.protocol == "classic":
             return client.submit_classic(Link(host, port, key), n, seed, as_json=args.json, timeout=timeout,

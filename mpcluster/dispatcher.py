@@ -29,9 +29,12 @@ from .protocol import CLASSIC_JOB
 log = logging.getLogger("mpcluster")
 
 JOB_ID_RE = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
-MAX_TASKS_PER_JOB = 1_000_000
 MAX_WAIT = 30.0
+# Memory bounds (a task costs ~0.5 kB in the master, its result about as much; the master's limit is 512 MB):
+MAX_TASKS_PER_JOB = 200_000
+MAX_HELD_TASKS = 400_000  # tasks of unfinished jobs plus finished jobs still kept for their readers
 KEEP_FINISHED_JOBS = 50
+KEEP_FINISHED_SECONDS = 60.0  # a finished job stays readable at least this long, whatever the bounds say
 
 
 @dataclass
@@ -280,12 +283,17 @@ class Dispatcher:
         with self._cond:
             if job_id in self._jobs:
                 return job_id  # a client retrying after a lost reply: the job is already here
+            self._prune(incoming=len(items))
+            held = sum(len(j.tasks) for j in self._jobs.values())
+            if held + len(items) > MAX_HELD_TASKS:
+                raise ValueError(
+                    f"the master already holds {held} tasks of running or just-finished jobs; with these "
+                    f"{len(items)} it would exceed {MAX_HELD_TASKS}: wait for jobs to finish or submit fewer tasks")
             created = time.time()
             if self._journal is not None:
                 self._journal.add_job(job_id, created, items)
             self._jobs[job_id] = Job(job_id, {t["id"]: t for t in items}, created)
             self._pending.extend((job_id, t["id"]) for t in items)
-            self._prune()
             self._cond.notify_all()
         return job_id
 
@@ -472,9 +480,18 @@ class Dispatcher:
                 "jobs": [j.summary() for j in list(self._jobs.values())[-20:]],
             }
 
-    def _prune(self) -> None:
-        finished = [j for j in self._jobs.values() if j.finished is not None]
-        for job in finished[:-KEEP_FINISHED_JOBS]:
+    def _prune(self, incoming: int = 0) -> None:
+        """Forget finished jobs, oldest first, while there are too many or they hold too many tasks."""
+        finished = sorted((j for j in self._jobs.values() if j.finished is not None), key=lambda j: j.finished)
+        held = sum(len(j.tasks) for j in self._jobs.values()) + incoming
+        kept = len(finished)
+        for job in finished:
+            if kept <= KEEP_FINISHED_JOBS and held <= MAX_HELD_TASKS:
+                break
+            if time.time() - job.finished < KEEP_FINISHED_SECONDS:
+                break  # its client may still be reading it
             del self._jobs[job.id]
             if self._journal is not None:
                 self._journal.drop_job(job.id)
+            kept -= 1
+            held -= len(job.tasks)

@@ -33,7 +33,7 @@ def test_bad_variables_are_refused(tmp_path, role, env, line):
 @pytest.mark.parametrize(
     ("args", "line"),
     [
-        (["submit", "--tasks", "0"], "--tasks='0' is out of range: expected a whole number from 1 to 1000000"),
+        (["submit", "--tasks", "0"], "--tasks='0' is out of range: expected a whole number from 1 to 200000"),
         (["submit", "--tasks", "5", "--kind", "cube"], "--kind='cube' is not valid: expected one of square, sleep, primes"),
         (["submit", "--tasks", "5", "--seconds", "1e9"], "task 0 is not valid: seconds=1000000000.0 is out of range"),
         (["submit", "--tasks", "5", "--seconds", "soon"], "--seconds='soon' is not valid"),

@@ -195,3 +195,32 @@ def test_a_heartbeat_crossing_a_goodbye_does_not_revive_the_worker(d):
     assert d.status()["workers"][0]["state"] == "left"
     d.heartbeat("w1", {"session": "s2"})  # a new process under that id: really back
     assert d.status()["workers"][0]["state"] == "alive"
+
+
+def test_the_master_bounds_what_it_holds_and_says_so(d, monkeypatch):
+    import mpcluster.dispatcher as dm
+
+    monkeypatch.setattr(dm, "MAX_HELD_TASKS", 10)
+    monkeypatch.setattr(dm, "KEEP_FINISHED_SECONDS", 0.0)
+    d.submit(job("a", n=6))
+    with pytest.raises(ValueError) as e:
+        d.submit(job("b", n=6))
+    assert str(e.value) == ("the master already holds 6 tasks of running or just-finished jobs; with these 6 it "
+                            "would exceed 10: wait for jobs to finish or submit fewer tasks")
+    tasks = d.lease("w1", 6)
+    d.ack("w1", [result(t) for t in tasks])
+    d.submit(job("b", n=6))  # job a is finished: forgotten to make room
+    with pytest.raises(KeyError):
+        d.results("a", 0)
+    assert d.results("b", 0)[2]["tasks"] == 6
+
+
+def test_a_just_finished_job_stays_readable(d, monkeypatch):
+    import mpcluster.dispatcher as dm
+
+    monkeypatch.setattr(dm, "MAX_HELD_TASKS", 10)
+    d.submit(job("a", n=6))
+    d.ack("w1", [result(t) for t in d.lease("w1", 6)])
+    with pytest.raises(ValueError):
+        d.submit(job("b", n=6))  # a finished a moment ago: its client may still be reading
+    assert d.results("a", 0)[2]["complete"]
