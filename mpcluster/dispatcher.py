@@ -30,9 +30,9 @@ log = logging.getLogger("mpcluster")
 
 JOB_ID_RE = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
 MAX_WAIT = 30.0
-# Memory bounds (a task costs ~0.5 kB in the master, its result about as much; the master's limit is 512 MB):
+# Memory bounds (measured: up to ~2 kB per task and its result in the master, whose limit is 1 GB):
 MAX_TASKS_PER_JOB = 200_000
-MAX_HELD_TASKS = 400_000  # tasks of unfinished jobs plus finished jobs still kept for their readers
+MAX_HELD_TASKS = 300_000  # tasks of unfinished jobs plus finished jobs still kept for their readers
 KEEP_FINISHED_JOBS = 50
 KEEP_FINISHED_SECONDS = 60.0  # a finished job stays readable at least this long, whatever the bounds say
 
