@@ -117,15 +117,21 @@ def _wait_leased(env, n=1, timeout=20):
         time.sleep(0.2)
 
 
-def test_a_stopping_worker_finishes_its_task_and_keeps_its_lease_meanwhile(node_env, master, spawn):
+def _sigterm_mid_task(node_env, spawn, grace: str):
+    """A worker with MPC_STOP_GRACE=grace gets SIGTERM 1 s into a 4 s task (the lease here is 3 s)."""
     import signal
 
-    w = spawn(mpc("worker"), {**node_env, "MPC_STOP_GRACE": "10"})
+    w = spawn(mpc("worker"), {**node_env, "MPC_STOP_GRACE": grace})
     w.expect(r"connected to master", 15)
     client = spawn(mpc("submit", "--json", "--tasks", "1", "--seconds", "4", "--master",
                        f"127.0.0.1:{node_env['MPC_PORT']}", "--authkey-file", node_env["MPC_AUTHKEY_FILE"]))
     _wait_leased(node_env)
     w.p.send_signal(signal.SIGTERM)
+    return w, client
+
+
+def test_a_stopping_worker_finishes_its_task_and_keeps_its_lease_meanwhile(node_env, master, spawn):
+    w, client = _sigterm_mid_task(node_env, spawn, "10")
     assert w.wait(20) == 0
     assert client.wait(30) == 0
     s = last_json(client.text)  # the 4 s task outlived the 3 s lease: heartbeats kept it
@@ -134,14 +140,7 @@ def test_a_stopping_worker_finishes_its_task_and_keeps_its_lease_meanwhile(node_
 
 
 def test_a_stopping_worker_hands_back_a_task_that_outlasts_its_grace(node_env, master, spawn):
-    import signal
-
-    w = spawn(mpc("worker"), {**node_env, "MPC_STOP_GRACE": "0.5"})
-    w.expect(r"connected to master", 15)
-    client = spawn(mpc("submit", "--json", "--tasks", "1", "--seconds", "4", "--master",
-                       f"127.0.0.1:{node_env['MPC_PORT']}", "--authkey-file", node_env["MPC_AUTHKEY_FILE"]))
-    _wait_leased(node_env)
-    w.p.send_signal(signal.SIGTERM)
+    w, client = _sigterm_mid_task(node_env, spawn, "0.5")
     assert w.wait(10) == 0
     spawn(mpc("worker"), node_env)  # someone to finish it
     assert client.wait(30) == 0
