@@ -101,6 +101,10 @@ def submit(link: Link, items: list[dict], *, as_json: bool, timeout: float, conn
         except KeyError as e:
             out(f"mpcluster submit: {e.args[0] if e.args else e}")
             break
+        except Exception as e:  # the master answered with an error of its own (e.g. its disk is full)
+            print(f"mpcluster submit: error: the master could not {'follow' if submitted else 'take'} job {job_id}: "
+                  f"{type(e).__name__}: {str(e)[:200]}", file=sys.stderr)
+            return 1
         for r in chunk:
             if r["id"] in seen:
                 duplicates += 1

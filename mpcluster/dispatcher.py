@@ -231,7 +231,10 @@ class Dispatcher:
         if job is not None:
             job.redeliveries += 1
             if self._journal is not None:
-                self._journal.update_job(job.id, redeliveries=job.redeliveries)
+                try:
+                    self._journal.update_job(job.id, redeliveries=job.redeliveries)
+                except Exception as e:  # a counter only: the task itself is safely back in the queue
+                    self.events.append(f"journal: could not record a redelivery of job {job.id}: {e}")
         elif key[0] == CLASSIC_JOB:
             self._classic_stats["redeliveries"] += 1
 
@@ -329,50 +332,72 @@ class Dispatcher:
             return {"leases": held}
 
     def ack(self, worker: str, results: list[dict]) -> dict:
-        """Record results; the first per task id wins, later ones are counted as dropped duplicates."""
-        accepted = dropped = 0
-        rows, counters = [], {}
+        """Record results; the first per task id wins, later ones are counted as dropped duplicates.
+
+        The journal is written before memory changes: if it fails, nothing is recorded, the worker is told,
+        and it sends the same results again later.
+        """
         with self._cond:
             w = self._touch(worker, None)
-            for r in results:
-                if not isinstance(r, dict):
-                    continue
-                key = (r.get("job"), r.get("id"))
+            fresh: list[tuple[Job, dict]] = []
+            classic, dupes, unknown = [], [], 0
+            taken: set[tuple[str, int]] = set()
+            for r in results if isinstance(results, list) else ():
+                key = (r.get("job"), r.get("id")) if isinstance(r, dict) else (None, None)
                 if key[0] == CLASSIC_JOB:
-                    ok = self._ack_classic(key, r)
-                    accepted, dropped = accepted + ok, dropped + (not ok)
-                    w.done += ok
-                    w.duplicates += not ok
+                    classic.append((key, r))
                     continue
                 job = self._jobs.get(key[0])
                 if job is None or key[1] not in job.tasks:
-                    dropped += 1
-                    continue
-                if key[1] in job.done:
-                    job.duplicates_dropped += 1
-                    w.duplicates += 1
-                    dropped += 1
-                    counters.setdefault(job.id, {})["duplicates_dropped"] = job.duplicates_dropped
-                    continue
-                self._leases.pop(key, None)
-                record = {
-                    "job": job.id, "id": key[1], "ok": bool(r.get("ok")), "value": r.get("value"),
-                    "error": None if r.get("ok") else str(r.get("error"))[:500],
-                    "worker": w.id, "ip": str(r.get("ip") or w.ip), "elapsed": r.get("elapsed"),
-                }
-                job.add(record)
-                rows.append((job.id, key[1], len(job.results), record))
-                w.done += 1
-                w.errors += 0 if record["ok"] else 1
-                accepted += 1
-                if job.complete and job.finished is None:
-                    job.finished = time.time()
-                    counters.setdefault(job.id, {})["finished"] = job.finished
+                    unknown += 1
+                elif key[1] in job.done or key in taken:
+                    dupes.append(job)
+                else:
+                    taken.add(key)
+                    fresh.append((job, self._record(job, key[1], w, r)))
+            rows, counters, seq = [], {}, {}
+            for job, record in fresh:
+                seq[job.id] = seq.get(job.id, len(job.results)) + 1
+                rows.append((job.id, record["id"], seq[job.id], record))
+                if seq[job.id] == len(job.tasks) and job.finished is None:  # this ack completes the job
+                    counters.setdefault(job.id, {})["finished"] = time.time()
+            for job in dupes:
+                counters.setdefault(job.id, {})["duplicates_dropped"] = \
+                    counters.get(job.id, {}).get("duplicates_dropped", job.duplicates_dropped) + 1
             if self._journal is not None and (rows or counters):
                 self._journal.add_results(rows, counters)
+            for job, record in fresh:
+                self._leases.pop((job.id, record["id"]), None)
+                job.add(record)
+                w.done += 1
+                w.errors += 0 if record["ok"] else 1
+            for job_id, values in counters.items():
+                job = self._jobs[job_id]
+                job.finished = values.get("finished", job.finished)
+                job.duplicates_dropped = values.get("duplicates_dropped", job.duplicates_dropped)
+            w.duplicates += len(dupes)
+            accepted = len(fresh)
+            for key, r in classic:
+                ok = self._ack_classic(key, r)
+                accepted += ok
+                w.done += ok
+                w.duplicates += not ok
             if accepted:
                 self._cond.notify_all()
-        return {"accepted": accepted, "dropped": dropped}
+            return {"accepted": accepted, "dropped": len(results) - accepted if isinstance(results, list) else 0}
+
+    @staticmethod
+    def _record(job: Job, task_id: int, w: Worker, r: dict) -> dict:
+        """The stored form of a result: plain values only, so it journals and travels to any client."""
+        ok, value, error = bool(r.get("ok")), r.get("value"), r.get("error")
+        if ok and not isinstance(value, (int, float, str, type(None))):
+            ok, value, error = False, None, f"the worker returned a {type(value).__name__}, not a plain value"
+        if isinstance(value, str):
+            value = value[:1000]
+        elapsed = r.get("elapsed")
+        return {"job": job.id, "id": task_id, "ok": ok, "value": value if ok else None,
+                "error": None if ok else str(error)[:500], "worker": w.id, "ip": str(r.get("ip") or w.ip)[:64],
+                "elapsed": elapsed if isinstance(elapsed, (int, float)) else None}
 
     def _ack_classic(self, key: tuple[str, int], r: dict) -> bool:
         item = self._classic.pop(key[1], None)

@@ -137,6 +137,12 @@ class Worker:
                     outbox = []
             except _Interrupt:
                 self.link.close()  # a reply may be half read: never reuse that connection
+            except (AuthFailed, KeyboardInterrupt):
+                raise
+            except Exception as e:  # the master answered with an error (e.g. its disk is full): keep the results
+                log.warning("worker %s: the master could not take a call (%s: %s); %d results kept, retrying in 1 s",
+                            self.id, type(e).__name__, str(e)[:200], len(outbox))
+                self.stop.wait(1.0)
             except Unreachable as e:
                 if self.stop.is_set():
                     break

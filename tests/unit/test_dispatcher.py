@@ -224,3 +224,34 @@ def test_a_just_finished_job_stays_readable(d, monkeypatch):
     with pytest.raises(ValueError):
         d.submit(job("b", n=6))  # a finished a moment ago: its client may still be reading
     assert d.results("a", 0)[2]["complete"]
+
+
+def test_a_journal_failure_records_nothing_and_the_retry_records_once(tmp_path, clock, monkeypatch):
+    import sqlite3
+
+    journal = Journal(str(tmp_path / "j.sqlite3"))
+    d = Dispatcher(10, 2, journal=journal, clock=clock)
+    d.submit(job(n=2))
+    held = d.lease("w1", 2)
+    real = journal.add_results
+
+    def disk_full(rows, counters):
+        raise sqlite3.OperationalError("database or disk is full")
+
+    monkeypatch.setattr(journal, "add_results", disk_full)
+    with pytest.raises(sqlite3.OperationalError):
+        d.ack("w1", [result(t) for t in held])
+    assert d.results("j1", 0)[:2] == (0, []) and d.status()["queues"]["leased"] == 2
+    monkeypatch.setattr(journal, "add_results", real)
+    assert d.ack("w1", [result(t) for t in held]) == {"accepted": 2, "dropped": 0}
+    assert Dispatcher(10, 2, journal=Journal(str(tmp_path / "j.sqlite3")), clock=clock).results("j1", 0)[2]["complete"]
+
+
+def test_a_result_twice_in_one_ack_and_odd_values(d):
+    d.submit(job(n=2))
+    t0, t1 = d.lease("w1", 2)
+    assert d.ack("w1", [result(t0), result(t0), result(t1, value={"not": "plain"})]) == {"accepted": 2, "dropped": 1}
+    _, chunk, summary = d.results("j1", 0)
+    assert summary["duplicates_dropped"] == 1 and summary["errors"] == 1
+    bad = next(r for r in chunk if r["id"] == t1["id"])
+    assert bad["ok"] is False and bad["error"] == "the worker returned a dict, not a plain value"
