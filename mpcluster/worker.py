@@ -137,12 +137,6 @@ class Worker:
                     outbox = []
             except _Interrupt:
                 self.link.close()  # a reply may be half read: never reuse that connection
-            except (AuthFailed, KeyboardInterrupt):
-                raise
-            except Exception as e:  # the master answered with an error (e.g. its disk is full): keep the results
-                log.warning("worker %s: the master could not take a call (%s: %s); %d results kept, retrying in 1 s",
-                            self.id, type(e).__name__, str(e)[:200], len(outbox))
-                self.stop.wait(1.0)
             except Unreachable as e:
                 if self.stop.is_set():
                     break
@@ -151,6 +145,12 @@ class Worker:
                 if not self.link.open_with_retry(self.stop, f"worker {self.id}"):
                     break
                 log.info("worker %s: reconnected to master at %s", self.id, self.link.where)
+            except AuthFailed:
+                raise
+            except Exception as e:  # the master answered with an error (e.g. its disk is full): keep the results
+                log.warning("worker %s: the master could not take a call (%s: %s); %d results kept, retrying in 1 s",
+                            self.id, type(e).__name__, str(e)[:200], len(outbox))
+                self.stop.wait(1.0)
         return self._leave(outbox)
 
     def _adapt(self, per_task: float) -> None:

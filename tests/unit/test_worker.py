@@ -1,0 +1,83 @@
+"""The worker's loop against a scripted master link: what it does with each kind of answer."""
+
+import threading
+
+from mpcluster.protocol import Unreachable
+from mpcluster.worker import Worker
+
+
+class ScriptedLink:
+    """Plays the master: each call pops the next scripted answer for that method (an exception is raised)."""
+
+    where, ip, mode = "master:5000", "10.0.0.2", "mpcluster"
+
+    def __init__(self, script: dict):
+        self.script = script
+        self.calls: list[tuple] = []
+        self.opens = 0
+        self.dispatcher = object()
+        self.lock = threading.Lock()
+
+    def open_with_retry(self, stop, role, deadline=None):
+        self.opens += 1
+        return True
+
+    def open(self):
+        self.opens += 1
+
+    def close(self):
+        pass
+
+    def call(self, method, *args):
+        with self.lock:
+            if method == "heartbeat":
+                return {"leases": 0}
+            self.calls.append((method, args))
+            answers = self.script.get(method, [])
+            answer = answers.pop(0) if answers else None
+        if callable(answer):
+            answer = answer()
+        if isinstance(answer, BaseException):
+            raise answer
+        return answer if answer is not None else []
+
+
+def test_results_survive_an_error_answer_and_a_lost_master():
+    task = {"job": "j", "id": 7, "kind": "square", "args": {"n": 12, "seconds": 0}}
+    worker = None
+
+    def lost_then_stop():
+        worker.stop.set()  # after this, the worker leaves
+        return Unreachable("connection closed by the master")
+
+    link = ScriptedLink({
+        "lease": [[task], lost_then_stop],
+        "ack": [RuntimeError("database or disk is full"), {"accepted": 1, "dropped": 0}],
+        "goodbye": [0],
+    })
+    worker = Worker(link, "w1", heartbeat_seconds=60, batch_max=10, stop_grace=1)
+    assert worker.run() == 0
+    acks = [args for method, args in link.calls if method == "ack"]
+    assert len(acks) == 2 and acks[0] == acks[1]  # the same result, sent again after the error answer
+    assert acks[1][1][0]["value"] == 144 and acks[1][1][0]["ok"]
+    assert [m for m, _ in link.calls][-1] == "goodbye"
+
+
+def test_a_lost_master_is_reopened_and_the_results_are_sent_there():
+    task = {"job": "j", "id": 1, "kind": "square", "args": {"n": 3, "seconds": 0}}
+    worker = None
+
+    def stop_now():
+        worker.stop.set()
+        return []
+
+    link = ScriptedLink({
+        "lease": [[task], stop_now],
+        "ack": [Unreachable("connection closed by the master"), {"accepted": 1, "dropped": 0}],
+        "goodbye": [0],
+    })
+    worker = Worker(link, "w1", heartbeat_seconds=60, batch_max=10, stop_grace=1)
+    assert worker.run() == 0
+    assert link.opens == 2  # the first connection, and the reconnection after the loss
+    acks = [args for method, args in link.calls if method == "ack"]
+    assert len(acks) == 2 and acks[1][1][0]["value"] == 9
