@@ -16,6 +16,7 @@ import socket
 import struct
 import threading
 import time
+from contextlib import contextmanager
 from multiprocessing import AuthenticationError
 from multiprocessing.managers import BaseManager, RemoteError
 
@@ -44,40 +45,51 @@ class Unreachable(Exception):
     """The master could not be reached or went away; the link can be reopened."""
 
 
+@contextmanager
+def _socket_of(fd: int):
+    """A socket object over a Connection's fd (a dup, so closing it leaves the Connection alone)."""
+    sock = socket.socket(fileno=os.dup(fd))
+    try:
+        yield sock
+    finally:
+        sock.close()
+
+
 def set_socket_timeouts(fd: int, seconds: float) -> None:
     """Bound blocking reads/writes on a Connection's fd (0 = block forever), keeping it in blocking mode.
 
     multiprocessing.connection reads with os.read on the raw fd, so socket.settimeout (non-blocking mode) would
     break it; SO_RCVTIMEO/SO_SNDTIMEO make a stuck read fail with EAGAIN instead.
     """
-    sock = socket.socket(fileno=os.dup(fd))
-    try:
-        whole = int(seconds)
-        tv = struct.pack("ll", whole, int((seconds - whole) * 1e6))
+    whole = int(seconds)
+    tv = struct.pack("ll", whole, int((seconds - whole) * 1e6))
+    with _socket_of(fd) as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, tv)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, tv)
-    finally:
-        sock.close()
 
 
 def set_keepalive(fd: int, idle: int = 20, interval: int = 5, count: int = 3) -> None:
     """Let the kernel notice a peer that vanished without closing (cable cut, SIGKILLed host)."""
-    sock = socket.socket(fileno=os.dup(fd))
-    try:
+    with _socket_of(fd) as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
         for opt, value in (("TCP_KEEPIDLE", idle), ("TCP_KEEPINTVL", interval), ("TCP_KEEPCNT", count)):
             if hasattr(socket, opt):
                 sock.setsockopt(socket.IPPROTO_TCP, getattr(socket, opt), value)
-    finally:
-        sock.close()
 
 
 def local_ip(fd: int) -> str:
-    sock = socket.socket(fileno=os.dup(fd))
-    try:
+    with _socket_of(fd) as sock:
         return sock.getsockname()[0]
-    finally:
-        sock.close()
+
+
+def peer_address(fd: int) -> str:
+    """host:port of the other end, or "?" if it is already gone."""
+    try:
+        with _socket_of(fd) as sock:
+            host, port = sock.getpeername()[:2]
+        return f"{host}:{port}"
+    except OSError:
+        return "?"
 
 
 class Link:
@@ -95,7 +107,6 @@ class Link:
         self.mode = ""  # "mpcluster" or "classic" once open
         self.ip = ""
         self._lock = threading.Lock()
-        self.generation = 0
 
     @property
     def where(self) -> str:
@@ -124,7 +135,6 @@ class Link:
             raise Unreachable(_reason(e)) from None
         with self._lock:
             self.manager, self.dispatcher, self.mode = manager, dispatcher, mode
-            self.generation += 1
         if dispatcher is not None:
             self._prepare_thread()
 

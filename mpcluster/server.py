@@ -17,7 +17,7 @@ from multiprocessing.managers import Server
 from multiprocessing.process import current_process
 from traceback import format_exc
 
-from .protocol import set_keepalive, set_socket_timeouts
+from .protocol import peer_address, set_keepalive, set_socket_timeouts
 
 log = logging.getLogger("mpcluster")
 
@@ -63,21 +63,6 @@ class RateLimitedLog:
                         message)
 
 
-def _peer(conn) -> str:
-    import os
-    import socket
-
-    try:
-        s = socket.socket(fileno=os.dup(conn.fileno()))
-        try:
-            host, port = s.getpeername()[:2]
-        finally:
-            s.close()
-        return f"{host}:{port}"
-    except OSError:
-        return "?"
-
-
 class MasterServer(Server):
     def __init__(self, registry, address, authkey, serializer="pickle", handshake_timeout: float = 10.0):
         super().__init__(registry, address, authkey, serializer)
@@ -101,14 +86,14 @@ class MasterServer(Server):
             except OSError:
                 continue
             if not self._pending.acquire(blocking=False):
-                self.refused(_peer(c), f"more than {MAX_PENDING_HANDSHAKES} connections are still in their handshake")
+                self.refused(peer_address(c.fileno()), f"more than {MAX_PENDING_HANDSHAKES} connections are still in their handshake")
                 c.close()
                 continue
             try:
                 threading.Thread(target=self.handle_request, args=(c,), daemon=True).start()
             except RuntimeError as e:  # can't start new thread
                 self._pending.release()
-                self.refused(_peer(c), f"no thread to serve it ({e})")
+                self.refused(peer_address(c.fileno()), f"no thread to serve it ({e})")
                 c.close()
 
     def start(self) -> None:
@@ -125,7 +110,7 @@ class MasterServer(Server):
             pass
 
     def handle_request(self, conn) -> None:
-        peer = _peer(conn)
+        peer = peer_address(conn.fileno())
         pending = True
         try:
             set_socket_timeouts(conn.fileno(), self.handshake_timeout)
