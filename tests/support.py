@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-LESSON = ROOT / "tests" / "lesson"
+LESSON = ROOT / "lesson"
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 PREFIX = re.compile(r"^[\w.-]+-\d+\s+\|\s?", re.M)
 

@@ -29,7 +29,7 @@ def test_up_runs_the_demo_job_across_several_workers(make_cluster):
 @pytest.fixture(scope="module")
 def shared(session_env, request):
     """One cluster for the scaling cases, scaled by each test (up is the slow part)."""
-    from tests.integration.conftest import SESSION, Cluster
+    from tests.integration.cluster import SESSION, Cluster
     from tests.support import ROOT
 
     c = Cluster(context=str(ROOT), compose_file_name=["compose.yaml"], workers=1, env=dict(session_env),
