@@ -277,8 +277,10 @@ class Dispatcher:
 
     # ---- the remote interface ----------------------------------------------------------------------------
     def ping(self) -> dict:
-        """Cheap liveness probe used by the health check."""
-        return {"ok": True, "python": sys.version.split()[0]}
+        """Cheap liveness probe (the health check; `doctor` reads the versions and the clock from it)."""
+        from . import __version__
+
+        return {"ok": True, "python": sys.version.split()[0], "version": __version__, "time": time.time()}
 
     def submit(self, job: dict, check_tasks: bool = True) -> str:
         """Accept a whole job ({"id": str, "tasks": [{"id", "kind", "args"}, ...]}); idempotent on the id."""
