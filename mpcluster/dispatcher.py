@@ -186,8 +186,10 @@ class Dispatcher:
         if w is None:
             w = self._workers[worker_id] = Worker(worker_id, first_seen=now)
             self.events.append(f"worker {worker_id} joined" + (f" from {info.get('ip')}" if info else ""))
-        elif w.state == "gone" or (w.state == "left" and not (info and info.get("state") == "stopping")):
-            # (a heartbeat that crossed a stopping worker's goodbye does not bring it back)
+        elif w.state == "gone" or (w.state == "left" and info and info.get("session")
+                                    and info["session"] != w.session):
+            # A worker that said goodbye comes back only as a new process: a retried goodbye, an empty ack or a
+            # heartbeat that crossed the goodbye are still the old one, on its way out.
             self.events.append(f"worker {worker_id} is back after being {w.state}")
             w.state = "alive"
         if info and info.get("session") and info["session"] != w.session:
@@ -213,7 +215,7 @@ class Dispatcher:
 
     def _expire(self, now: float) -> int:
         expired = [key for key, lease in self._leases.items() if lease.deadline <= now]
-        for key in expired:
+        for key in reversed(expired):  # requeued at the front, so reversed keeps their order
             lease = self._leases.pop(key)
             self._requeue(key)
             self._count_redelivery(key)
@@ -230,13 +232,16 @@ class Dispatcher:
         job = self._jobs.get(key[0])
         if job is not None:
             job.redeliveries += 1
-            if self._journal is not None:
-                try:
-                    self._journal.update_job(job.id, redeliveries=job.redeliveries)
-                except Exception as e:  # a counter only: the task itself is safely back in the queue
-                    self.events.append(f"journal: could not record a redelivery of job {job.id}: {e}")
+            self._journal_counter(job, "redeliveries")
         elif key[0] == CLASSIC_JOB:
             self._classic_stats["redeliveries"] += 1
+
+    def _journal_counter(self, job: Job, name: str) -> None:
+        if self._journal is not None:
+            try:
+                self._journal.update_job(job.id, **{name: getattr(job, name)})
+            except Exception as e:  # a counter only: the task itself is safely back in the queue
+                self.events.append(f"journal: could not record {name} of job {job.id}: {e}")
 
     def _requeue(self, key: tuple[str, int]) -> None:
         if key[0] == CLASSIC_JOB:
@@ -320,18 +325,25 @@ class Dispatcher:
                 self._cond.wait(min(end - now, 0.2 if self._classic_tasks is not None else end - now))
                 w.last_seen = self._clock()
 
-    def heartbeat(self, worker: str, info: dict | None = None) -> dict:
-        """Feed the registry and extend every lease this worker holds."""
+    def heartbeat(self, worker: str, info: dict | None = None, keys: list | None = None) -> dict:
+        """Feed the registry and extend the leases the worker names (the tasks it knows it holds).
+
+        Only named leases are renewed: a lease whose grant never reached the worker (the reply was lost) is not
+        named, expires, and its task runs again. The reply carries the master's timings, so a worker need not be
+        configured with them.
+        """
         with self._cond:
             w = self._touch(worker, info)
             now = self._clock()
             held = 0
-            for lease in self._leases.values():
-                if lease.worker == w.id:
+            for k in keys if isinstance(keys, list) else ():
+                key = tuple(k) if isinstance(k, (list, tuple)) and len(k) == 2 else None
+                lease = self._leases.get(key) if key else None
+                if lease is not None and lease.worker == w.id:
                     lease.deadline = now + self.lease_seconds
                     held += 1
             self._expire(now)
-            return {"leases": held}
+            return {"leases": held, "lease_seconds": self.lease_seconds, "heartbeat_seconds": self.heartbeat_seconds}
 
     def ack(self, worker: str, results: list[dict]) -> dict:
         """Record results; the first per task id wins, later ones are counted as dropped duplicates.
@@ -430,6 +442,7 @@ class Dispatcher:
                 job = self._jobs.get(key[0])
                 if job is not None:
                     job.handed_back += 1
+                    self._journal_counter(job, "handed_back")
                 n += 1
             if n:
                 self._cond.notify_all()

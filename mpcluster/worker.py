@@ -66,6 +66,10 @@ class Worker:
         self.leaving = threading.Event()  # saying goodbye: heartbeats (which keep leases alive) end here
         self.batch = 1
         self.done = 0
+        # Leases this worker knows it holds (granted and not yet acknowledged or handed back): heartbeats name
+        # them, so a lease whose grant never reached us is not kept alive by us.
+        self._held: set[tuple[str, int]] = set()
+        self._held_lock = threading.Lock()
         self._interruptible = False
         self._avg: float | None = None
         self.session = uuid.uuid4().hex  # tells the master a restarted container is a new process
@@ -106,7 +110,7 @@ class Worker:
         while not self.stop.is_set():
             try:
                 if outbox:
-                    self.link.call("ack", self.id, outbox)
+                    self._ack(outbox)
                     outbox = []
                 self._interruptible = True
                 try:
@@ -115,6 +119,7 @@ class Worker:
                     held = self.link.call("lease", self.id, self.batch, LEASE_WAIT, self.info())
                 finally:
                     self._interruptible = False
+                self._hold(held)
                 started = time.monotonic()
                 n_run = 0
                 while held and not self.stop.is_set():
@@ -133,7 +138,7 @@ class Worker:
                     self._hand_back(held)
                     held = []
                 if outbox:
-                    self.link.call("ack", self.id, outbox)
+                    self._ack(outbox)
                     outbox = []
             except _Interrupt:
                 self.link.close()  # a reply may be half read: never reuse that connection
@@ -159,7 +164,20 @@ class Worker:
         want = int(TARGET_BATCH_SECONDS / max(self._avg, 1e-6))
         self.batch = max(1, min(self.batch_max, want, self.batch * 4))
 
+    def _hold(self, tasks: list[dict]) -> None:
+        with self._held_lock:
+            self._held.update((t["job"], t["id"]) for t in tasks)
+
+    def _unhold(self, records: list[dict]) -> None:
+        with self._held_lock:
+            self._held.difference_update((r["job"], r["id"]) for r in records)
+
+    def _ack(self, outbox: list[dict]) -> None:
+        self.link.call("ack", self.id, outbox)
+        self._unhold(outbox)
+
     def _hand_back(self, held: list[dict]) -> None:
+        self._unhold(held)
         try:
             self.link.call("release", self.id, [(t["job"], t["id"]) for t in held])
         except Unreachable:
@@ -167,31 +185,52 @@ class Worker:
 
     def _leave(self, outbox: list[dict]) -> int:
         """Acknowledge what is done and say goodbye (which hands back anything still leased to this worker),
-        trying briefly to reach the master if the link is down."""
+        trying briefly to reach the master if the link is down or it answers with an error."""
         deadline = time.monotonic() + max(1.0, self.stop_grace)
+        said_error = False
         while time.monotonic() < deadline:
             try:
                 if self.link.dispatcher is None:
                     self.link.open()
                 if outbox:
-                    self.link.call("ack", self.id, outbox)
+                    self._ack(outbox)
                     outbox = []
                 self.leaving.set()
                 n = self.link.call("goodbye", self.id)
                 log.info("worker %s: done %d tasks, handed back %d; bye", self.id, self.done, n)
                 return 0
             except Unreachable:
-                time.sleep(0.2)
-        log.warning("worker %s: could not reach the master to hand over %d results; their leases will expire "
-                    "and the tasks run again elsewhere", self.id, len(outbox))
+                pass
+            except AuthFailed:
+                break
+            except Exception as e:  # the master answered with an error (e.g. its disk is full): keep trying briefly
+                if not said_error:
+                    log.warning("worker %s: the master could not take the last results (%s: %s); retrying until "
+                                "the stop grace ends", self.id, type(e).__name__, str(e)[:200])
+                    said_error = True
+                if outbox and time.monotonic() + 0.2 >= deadline:
+                    break  # the goodbye below still hands back what we hold
+            time.sleep(0.2)
+        log.warning("worker %s: could not hand over %d results to the master; their tasks will run again elsewhere",
+                    self.id, len(outbox))
+        self.leaving.set()
+        try:
+            if self.link.dispatcher is not None:
+                self.link.call("goodbye", self.id)  # hands back what we hold now, instead of waiting for expiry
+        except Exception:  # the leases expire on the master instead
+            pass
         return 0
 
     def _heartbeats(self) -> None:
         # The first one at once, so the registry learns the worker's details early; they go on while a stopping
         # worker finishes its task, so that task's lease does not expire under it.
         while not self.leaving.is_set():
+            with self._held_lock:
+                keys = list(self._held)
             try:
-                self.link.call("heartbeat", self.id, self.info())
+                reply = self.link.call("heartbeat", self.id, self.info(), keys)
+                if isinstance(reply, dict) and isinstance(reply.get("heartbeat_seconds"), (int, float)):
+                    self.heartbeat_seconds = max(0.05, float(reply["heartbeat_seconds"]))  # the master's setting
             except Unreachable:
                 pass  # the main loop notices and reconnects; heartbeats resume on the new link
             except Exception as e:

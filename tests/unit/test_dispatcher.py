@@ -72,12 +72,24 @@ def test_first_result_wins_even_from_the_expired_holder(d, clock):
 
 def test_heartbeats_keep_a_long_task_leased(d, clock):
     d.submit(job(n=1))
-    d.lease("w1", 1)
-    for _ in range(10):  # 50 s of a long task, heartbeating every 5 s
+    [t] = d.lease("w1", 1)
+    for _ in range(10):  # 50 s of a long task, heartbeating every 5 s and naming the lease
         clock.now += 5
-        assert d.heartbeat("w1", {"ip": "10.0.0.9"}) == {"leases": 1}
+        assert d.heartbeat("w1", {"ip": "10.0.0.9"}, [(t["job"], t["id"])])["leases"] == 1
     assert d.expire() == 0
     assert d.lease("w2", 1) == []
+
+
+def test_a_heartbeat_renews_only_the_leases_it_names(d, clock):
+    d.submit(job(n=2))
+    a, b = d.lease("w1", 2)
+    clock.now += 6
+    reply = d.heartbeat("w1", {}, [(a["job"], a["id"]), ("j1", 99), ("other", 0)])
+    assert reply == {"leases": 1, "lease_seconds": 10, "heartbeat_seconds": 2}
+    assert d.heartbeat("w2", {}, [(a["job"], a["id"])])["leases"] == 0  # not w2's to renew
+    clock.now += 6  # b was granted 12 s ago and never named: expired; a was renewed 6 s ago
+    assert d.expire() == 1
+    assert [t["id"] for t in d.lease("w2", 5)] == [b["id"]]
 
 
 def test_silent_worker_is_marked_gone_and_back_when_it_returns(d, clock):
@@ -255,3 +267,34 @@ def test_a_result_twice_in_one_ack_and_odd_values(d):
     assert summary["duplicates_dropped"] == 1 and summary["errors"] == 1
     bad = next(r for r in chunk if r["id"] == t1["id"])
     assert bad["ok"] is False and bad["error"] == "the worker returned a dict, not a plain value"
+
+
+# ---- bugs found in review (each test failed before its fix) ----------------------------------------------------
+
+def test_handed_back_survives_a_master_restart(tmp_path, clock):
+    path = str(tmp_path / "journal.sqlite3")
+    d1 = Dispatcher(10, 2, journal=Journal(path), clock=clock)
+    d1.submit(job(n=3))
+    held = d1.lease("w1", 3)
+    assert d1.release("w1", [(t["job"], t["id"]) for t in held[:2]]) == 2
+    d2 = Dispatcher(10, 2, journal=Journal(path), clock=clock)
+    assert d2.results("j1", 0)[2]["handed_back"] == 2
+
+
+def test_a_worker_that_said_goodbye_stays_left_after_a_retried_goodbye_or_an_empty_ack(d):
+    d.heartbeat("w1", {"session": "s1"})
+    d.goodbye("w1")
+    d.goodbye("w1")  # its goodbye retried after a lost reply
+    d.ack("w1", [])
+    d.release("w1", [])
+    [w] = d.status()["workers"]
+    assert w["state"] == "left"
+    assert not any("is back" in e for e in d.drain_events())
+
+
+def test_expired_leases_go_back_in_their_original_order(d, clock):
+    d.submit(job(n=3))
+    assert [t["id"] for t in d.lease("w1", 3)] == [0, 1, 2]
+    clock.now += 11
+    assert d.expire() == 3
+    assert [t["id"] for t in d.lease("w2", 3)] == [0, 1, 2]

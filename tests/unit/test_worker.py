@@ -81,3 +81,62 @@ def test_a_lost_master_is_reopened_and_the_results_are_sent_there():
     assert link.opens == 2  # the first connection, and the reconnection after the loss
     acks = [args for method, args in link.calls if method == "ack"]
     assert len(acks) == 2 and acks[1][1][0]["value"] == 9
+
+
+def test_a_master_error_on_the_last_ack_of_a_stopping_worker_stops_it_cleanly(caplog):
+    task = {"job": "j", "id": 3, "kind": "square", "args": {"n": 5, "seconds": 0}}
+    worker = None
+
+    def stop_then_fail():
+        worker.stop.set()  # SIGTERM arrives while the master cannot write its journal
+        return RuntimeError("database or disk is full")
+
+    fail = [lambda: RuntimeError("database or disk is full")] * 50
+    link = ScriptedLink({"lease": [[task]], "ack": [stop_then_fail, *fail], "goodbye": [1]})
+    worker = Worker(link, "w1", heartbeat_seconds=60, batch_max=10, stop_grace=0.3)
+    with caplog.at_level("INFO", logger="mpcluster"):
+        assert worker.run() == 0
+    said = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert any("could not hand over 1 results" in m and "run again elsewhere" in m for m in said), said
+    assert [m for m, _ in link.calls][-1] == "goodbye"  # what it held is handed back, so nothing waits for expiry
+
+
+class InProcessLink(ScriptedLink):
+    """A link to a real Dispatcher in this process; ``lose`` names calls whose reply is lost after the master ran
+    them (the connection dropped on the way back)."""
+
+    def __init__(self, dispatcher, lose: dict[str, int]):
+        super().__init__({})
+        self.d, self.lose = dispatcher, dict(lose)
+
+    def call(self, method, *args):
+        answer = getattr(self.d, method)(*args)
+        with self.lock:
+            self.calls.append((method, args))
+            if self.lose.get(method, 0) > 0:
+                self.lose[method] -= 1
+                raise Unreachable("connection closed by the master")
+        return answer
+
+
+def test_a_lost_lease_reply_does_not_pin_the_task_while_the_worker_lives():
+    import time
+
+    from mpcluster.dispatcher import Dispatcher
+
+    d = Dispatcher(lease_seconds=1.0, heartbeat_seconds=0.1)
+    d.submit({"id": "j", "tasks": [{"id": 0, "kind": "square", "args": {"n": 4, "seconds": 0}}]})
+    link = InProcessLink(d, {"lease": 1})  # the master granted the task, but the worker never heard of it
+    worker = Worker(link, "w1", heartbeat_seconds=0.1, batch_max=10, stop_grace=1)
+    t = threading.Thread(target=worker.run, daemon=True)
+    t.start()
+    end = time.monotonic() + 10
+    try:
+        while not d.results("j", 0)[2]["complete"]:
+            assert time.monotonic() < end, f"the task was never run again: {d.status()['queues']}"
+            time.sleep(0.05)
+    finally:
+        worker.stop.set()
+        t.join(10)
+    _, [r], summary = d.results("j", 0)
+    assert (r["value"], r["worker"], summary["redeliveries"]) == (16, "w1", 1)
