@@ -5,7 +5,7 @@ SHELL := /bin/bash
 WORKERS ?= 3
 TASKS ?= 20
 KIND ?= square
-SECONDS ?= 1.0
+TASK_SECONDS ?= 1.0
 PYTHON ?= python3
 VENV ?= .venv
 PYTEST_ARGS ?=
@@ -18,7 +18,7 @@ KEY := .secrets/authkey
 
 help:  ## List the targets
 	@grep -E '^[0-9a-zA-Z_-]+:.*?## .*$$' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "\033[36m%-18s\033[0m %s\n", $$1, $$2}'
-	@printf '\nVariables: WORKERS=%s TASKS=%s KIND=%s SECONDS=%s (e.g. make up WORKERS=5)\n' "$(WORKERS)" "$(TASKS)" "$(KIND)" "$(SECONDS)"
+	@printf '\nVariables: WORKERS=%s TASKS=%s KIND=%s TASK_SECONDS=%s (e.g. make up WORKERS=5)\n' "$(WORKERS)" "$(TASKS)" "$(KIND)" "$(TASK_SECONDS)"
 
 check-workers:
 	@case "$(WORKERS)" in ''|*[!0-9]*) echo "make: WORKERS='$(WORKERS)' is not valid: expected a whole number of workers, e.g. WORKERS=5"; exit 2;; esac
@@ -48,10 +48,9 @@ up: check-workers check-docker key base  ## Build what is missing, start a maste
 	@$(COMPOSE) exec -T master python3 -m mpcluster status --wait-workers $(WORKERS) --timeout 60 >/dev/null \
 	  || { echo "make: the workers did not all connect; see 'make logs'"; exit 1; }
 	@if [ "$${MPC_DEMO_TASKS:-10}" != 0 ]; then \
-	  echo "--- the demo job (master log) ---"; end=$$(( $$(date +%s) + 180 )); \
-	  until $(COMPOSE) logs master 2>/dev/null | grep -q 'Demo job .* done'; do \
-	    [ "$$(date +%s)" -lt "$$end" ] || { echo "make: the demo job did not finish within 180 s; see 'make logs'"; exit 1; }; \
-	    sleep 1; done; \
+	  $(COMPOSE) exec -T master python3 -m mpcluster status --wait-job demo- --timeout 180 >/dev/null \
+	    || { echo "make: the demo job did not finish within 180 s; see 'make logs'"; exit 1; }; \
+	  echo "--- the demo job (master log) ---"; \
 	  $(COMPOSE) logs --no-log-prefix master | sed 's/\x1b\[[0-9;]*[A-Za-z]//g' | grep -E 'Put task|Try get|Result:|joined|Demo job'; fi
 	@echo "--- $(WORKERS) workers connected; try: make job TASKS=40, make status, make logs, make down ---"
 
@@ -59,8 +58,8 @@ scale: check-workers check-docker  ## Change the number of workers of the runnin
 	$(COMPOSE) up -d --no-recreate --wait --scale worker=$(WORKERS)
 	@$(COMPOSE) exec -T master python3 -m mpcluster status --wait-workers $(WORKERS) --timeout 60 | head -3
 
-job: check-docker  ## Submit a job to the running master (TASKS=, KIND=square|sleep|primes, SECONDS=)
-	$(COMPOSE) exec -T master python3 -m mpcluster submit --tasks $(TASKS) --kind $(KIND) --seconds $(SECONDS)
+job: check-docker  ## Submit a job to the running master (TASKS=, KIND=square|sleep|primes, TASK_SECONDS=)
+	$(COMPOSE) exec -T master python3 -m mpcluster submit --tasks $(TASKS) --kind $(KIND) --seconds $(TASK_SECONDS)
 
 status: check-docker  ## Show the cluster as the master sees it
 	@$(COMPOSE) exec -T master python3 -m mpcluster status

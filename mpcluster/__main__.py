@@ -1,4 +1,4 @@
-"""``python3 -m mpcluster master | worker | submit | status | health``."""
+"""``python3 -m mpcluster master | worker | submit | status``: one function per subcommand."""
 
 from __future__ import annotations
 
@@ -7,10 +7,21 @@ import logging
 import sys
 
 from . import __version__
-from .config import ConfigError, Settings, parse_address, parse_float, parse_int, read_authkey
-from .dispatcher import MAX_TASKS_PER_JOB
+from .config import (
+    ClientSettings,
+    ConfigError,
+    MasterSettings,
+    WorkerSettings,
+    parse_address,
+    parse_float,
+    parse_int,
+    read_authkey,
+)
+from .jobs import MAX_TASKS_PER_JOB
 from .protocol import AuthFailed, Link, Unreachable
 from .tasks import KINDS
+
+PUBLIC = "{master,worker,submit,status}"  # `health` is the container health check: not listed
 
 
 class _Parser(argparse.ArgumentParser):
@@ -23,31 +34,35 @@ def _connection_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--authkey-file", metavar="FILE", help="authkey file (default: $MPC_AUTHKEY_FILE)")
 
 
+def _wait_flags(p: argparse.ArgumentParser, timeout: str, meaning: str) -> None:
+    p.add_argument("--timeout", default=timeout, metavar="S", help=meaning)
+    p.add_argument("--connect-timeout", default="30", metavar="S", help="how long to keep trying to reach the master")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="mpcluster", description="The distributed-processes lesson on real separate hosts.")
     parser.add_argument("--version", action="version", version=f"mpcluster {__version__}")
-    sub = parser.add_subparsers(dest="role", required=True, parser_class=_Parser)
+    sub = parser.add_subparsers(dest="role", required=True, parser_class=_Parser, metavar=PUBLIC)
     sub.add_parser("master", help="serve the queues and the dispatcher; run the demo job")
     _connection_flags(sub.add_parser("worker", help="take tasks from the master and return results"))
     p = sub.add_parser("submit", help="submit a job to a running master and wait for every result")
     _connection_flags(p)
-    p.add_argument("--tasks", required=True, metavar="N", help="number of tasks (1 to 200000)")
+    p.add_argument("--tasks", required=True, metavar="N", help=f"number of tasks (1 to {MAX_TASKS_PER_JOB})")
     p.add_argument("--kind", default="square", help=f"task kind: {', '.join(KINDS)} (default square)")
     p.add_argument("--seconds", default="1.0", metavar="S", help="simulated work per task (default 1.0; 0 allowed)")
     p.add_argument("--protocol", default="mpcluster", help="mpcluster (leases, exactly-once) or classic (the lesson's queues)")
     p.add_argument("--seed", default=None, metavar="INT", help="seed for the random task numbers")
-    p.add_argument("--timeout", default="0", metavar="S", help="give up after S seconds (0 = wait for every result)")
-    p.add_argument("--connect-timeout", default="30", metavar="S", help="how long to keep trying to reach the master")
+    _wait_flags(p, "0", "give up after S seconds (0 = wait for every result)")
     p.add_argument("--json", action="store_true", help="print a JSON summary as the last line")
     p.add_argument("--quiet", action="store_true", help="no line per result")
-    p.add_argument("--no-check", action="store_true", help=argparse.SUPPRESS)  # lets tests send bad tasks through
     p = sub.add_parser("status", help="the cluster as the master sees it")
     _connection_flags(p)
     p.add_argument("--json", action="store_true", help="print the status as one JSON object")
     p.add_argument("--wait-workers", default="0", metavar="N", help="wait until at least N workers are alive")
-    p.add_argument("--timeout", default="60", metavar="S", help="how long --wait-workers waits (default 60)")
-    p.add_argument("--connect-timeout", default="30", metavar="S", help="how long to keep trying to reach the master")
-    sub.add_parser("health", help=argparse.SUPPRESS)
+    p.add_argument("--wait-job", default="", metavar="PREFIX",
+                   help="wait until the newest job whose id starts with PREFIX is complete (e.g. demo-)")
+    _wait_flags(p, "60", "how long --wait-workers / --wait-job wait (default 60)")
+    sub.add_parser("health")  # no help: kept out of the listing
     return parser
 
 
@@ -56,66 +71,96 @@ def _setup_logging(level: str) -> None:
                         format="%(asctime)s %(levelname)-7s %(message)s", datefmt="%H:%M:%S")
 
 
-def _target(args, settings: Settings) -> tuple[str, int, bytes]:
+def _link(args, settings: ClientSettings | WorkerSettings, call_timeout: float = 30.0) -> Link:
+    """The master's address and key: flags first, then the MPC_* variables."""
     host, port = settings.master_host, settings.port
     if getattr(args, "master", None):
         host, port = parse_address("--master", args.master)
     key_file, source = settings.authkey_file, "MPC_AUTHKEY_FILE"
     if getattr(args, "authkey_file", None):
         key_file, source = args.authkey_file, "--authkey-file"
-    return host, port, read_authkey(key_file, source)
+    return Link(host, port, read_authkey(key_file, source), call_timeout=call_timeout)
+
+
+def _timeouts(args) -> tuple[float, float]:
+    return (parse_float("--timeout", args.timeout, 0, 10**7),
+            parse_float("--connect-timeout", args.connect_timeout, 0, 86400))
+
+
+def cmd_master(args) -> int:
+    from . import master
+
+    settings = MasterSettings.from_env()
+    _setup_logging(settings.log_level)
+    return master.main(settings)
+
+
+def cmd_worker(args) -> int:
+    from . import worker
+
+    settings = WorkerSettings.from_env()
+    _setup_logging(settings.log_level)
+    link = _link(args, settings)
+    return worker.main(settings, link)
+
+
+def cmd_submit(args) -> int:
+    from . import client
+
+    settings = ClientSettings.from_env()
+    _setup_logging(settings.log_level)
+    n = parse_int("--tasks", args.tasks, 1, MAX_TASKS_PER_JOB)
+    seed = None if args.seed is None else parse_int("--seed", args.seed, -(2**63), 2**63)
+    timeout, connect_timeout = _timeouts(args)
+    if args.protocol == "classic":
+        from .classic import submit_classic
+
+        return submit_classic(_link(args, settings), n, seed, as_json=args.json, timeout=timeout,
+                              connect_timeout=connect_timeout)
+    if args.protocol != "mpcluster":
+        raise ConfigError(f"--protocol={args.protocol!r} is not valid: expected mpcluster or classic")
+    if args.kind not in KINDS:
+        raise ConfigError(f"--kind={args.kind!r} is not valid: expected one of {', '.join(KINDS)}")
+    # The range (0-3600) is the task kinds' rule, checked per task with the kinds' own message.
+    seconds = parse_float("--seconds", args.seconds, 0)
+    items = client.make_tasks(n, args.kind, seconds, seed)
+    return client.submit(_link(args, settings), items, as_json=args.json, timeout=timeout,
+                         connect_timeout=connect_timeout, quiet=args.quiet)
+
+
+def cmd_status(args) -> int:
+    from . import client
+
+    settings = ClientSettings.from_env()
+    _setup_logging(settings.log_level)
+    timeout, connect_timeout = _timeouts(args)
+    return client.status(_link(args, settings), as_json=args.json, timeout=timeout, wait_job=args.wait_job,
+                         wait_workers=parse_int("--wait-workers", args.wait_workers, 0, 100_000),
+                         connect_timeout=connect_timeout)
+
+
+def cmd_health(args) -> int:
+    """The container's health check: a full key handshake and a dispatcher call on this container's port."""
+    from . import client
+
+    settings = ClientSettings.from_env()
+    link = Link("127.0.0.1", settings.port, read_authkey(settings.authkey_file), call_timeout=5.0)
+    return client.health(link)
+
+
+COMMANDS = {"master": cmd_master, "worker": cmd_worker, "submit": cmd_submit, "status": cmd_status,
+            "health": cmd_health}
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    role = args.role
     try:
-        settings = Settings.from_env()
-        _setup_logging(settings.log_level)
-        if role == "master":
-            from . import master
-
-            return master.main(settings)
-        if role == "health":
-            host, port, key = "127.0.0.1", settings.port, read_authkey(settings.authkey_file)
-            from .client import health
-
-            return health(Link(host, port, key, call_timeout=5.0))
-        host, port, key = _target(args, settings)
-        if role == "worker":
-            from . import worker
-
-            return worker.main(settings, host, port, key)
-        from . import client
-
-        connect_timeout = parse_float("--connect-timeout", args.connect_timeout, 0, 86400)
-        timeout = parse_float("--timeout", args.timeout, 0, 10**7)
-        if role == "status":
-            return client.status(Link(host, port, key), as_json=args.json, timeout=timeout,
-                                 wait_workers=parse_int("--wait-workers", args.wait_workers, 0, 100_000),
-                                 connect_timeout=connect_timeout)
-        n = parse_int("--tasks", args.tasks, 1, MAX_TASKS_PER_JOB)
-        seed = None if args.seed is None else parse_int("--seed", args.seed, -(2**63), 2**63)
-        if args.protocol == "classic":
-            return client.submit_classic(Link(host, port, key), n, seed, as_json=args.json, timeout=timeout,
-                                         connect_timeout=connect_timeout)
-        if args.protocol != "mpcluster":
-            raise ConfigError(f"--protocol={args.protocol!r} is not valid: expected mpcluster or classic")
-        if args.kind not in KINDS:
-            raise ConfigError(f"--kind={args.kind!r} is not valid: expected one of {', '.join(KINDS)}")
-        # The range (0-3600) is the task kinds' rule, checked per task with the kinds' own message.
-        seconds = parse_float("--seconds", args.seconds, 0)
-        items = client.make_tasks(n, args.kind, seconds, seed)
-        return client.submit(Link(host, port, key), items, as_json=args.json, timeout=timeout,
-                             connect_timeout=connect_timeout, check=not args.no_check, quiet=args.quiet)
-    except ConfigError as e:
-        print(f"mpcluster {role}: error: {e}", file=sys.stderr)
-        return 2
-    except AuthFailed as e:
-        print(f"mpcluster {role}: error: {e}", file=sys.stderr)
+        return COMMANDS[args.role](args)
+    except (ConfigError, AuthFailed) as e:
+        print(f"mpcluster {args.role}: error: {e}", file=sys.stderr)
         return 2
     except Unreachable as e:
-        print(f"mpcluster {role}: error: {e}", file=sys.stderr)
+        print(f"mpcluster {args.role}: error: {e}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130

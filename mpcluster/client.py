@@ -4,20 +4,17 @@ from __future__ import annotations
 
 import json
 import logging
-import queue
 import random
-import re
 import sys
 import threading
 import time
 import uuid
 
 from . import tasks as kinds
-from .protocol import RESULT_QUEUE, TASK_QUEUE, AuthFailed, Link, Unreachable
+from .protocol import AuthFailed, Link, Unreachable
 
 log = logging.getLogger("mpcluster")
 
-CLASSIC_RE = re.compile(r"^(-?\d+) \* (-?\d+) = (-?\d+)$")
 PRINT_EACH_UP_TO = 200  # larger jobs print a progress line every 2 s instead of a line per result
 
 
@@ -58,9 +55,9 @@ def connect(link: Link, stop: threading.Event, timeout: float, role: str) -> Non
 
 
 def submit(link: Link, items: list[dict], *, as_json: bool, timeout: float, connect_timeout: float,
-           check: bool = True, job_id: str | None = None, quiet: bool = False) -> int:
+           job_id: str | None = None, quiet: bool = False) -> int:
     """Submit a job, follow its results (resuming after a master restart), print a summary; 0 iff complete."""
-    for t in items if check else ():
+    for t in items:
         try:
             kinds.validate(t["kind"], t["args"])
         except kinds.TaskError as e:
@@ -84,7 +81,7 @@ def submit(link: Link, items: list[dict], *, as_json: bool, timeout: float, conn
     while True:
         try:
             if not submitted:
-                link.call("submit", {"id": job_id, "tasks": items}, check)
+                link.call("submit", {"id": job_id, "tasks": items})
                 submitted = True
                 out(f"submitted job {job_id}: {len(items)} tasks to the master at {link.where}")
             cursor, chunk, summary = link.call("results", job_id, cursor, 2.0)
@@ -164,54 +161,10 @@ def report(job_id, items, by_id, seen, duplicates, summary, seconds, as_json) ->
     return 0 if not missing else 1
 
 
-def submit_classic(link: Link, n_tasks: int, seed: int | None, *, as_json: bool, timeout: float,
-                   connect_timeout: float) -> int:
-    """The lesson's master loop against a running master: ints on the task queue, strings back."""
-    stop = threading.Event()
-    connect(link, stop, connect_timeout, "submit")
-    task_q, result_q = getattr(link.manager, TASK_QUEUE)(), getattr(link.manager, RESULT_QUEUE)()
-    rng = random.Random(seed)
-    numbers = [rng.randint(0, 10000) for _ in range(n_tasks)]
-    started = time.monotonic()
-    for n in numbers:
-        out("Put task %d..." % n)
-        task_q.put(n)
-    out("Try get results...")
-    wanted: dict[int, int] = {}
-    for n in numbers:
-        wanted[n] = wanted.get(n, 0) + 1
-    got, errors, wrong, duplicates = 0, 0, 0, 0
-    stall = timeout or 30.0  # like the lesson's get(timeout=10), but per stretch without any result
-    last = time.monotonic()
-    while got + errors < n_tasks and time.monotonic() - last < stall:
-        try:
-            r = result_q.get(timeout=1)
-        except queue.Empty:
-            continue
-        last = time.monotonic()
-        out("Result: %s" % r)
-        m = CLASSIC_RE.match(str(r))
-        if not m:
-            errors += 1
-            continue
-        n = int(m.group(1))
-        if wanted.get(n, 0) == 0:
-            duplicates += 1
-            continue
-        wanted[n] -= 1
-        got += 1
-        wrong += int(m.group(3)) != n * n
-    missing = [n for n, c in wanted.items() for _ in range(c)]
-    seconds = time.monotonic() - started
-    out(f"classic job: {got}/{n_tasks} results in {seconds:.1f} s, {errors} errors, {len(missing)} missing")
-    if as_json:
-        out(json.dumps({"tasks": n_tasks, "results": got, "missing": missing, "duplicates": duplicates,
-                        "errors": errors, "wrong": wrong, "workers": {}, "seconds": round(seconds, 3),
-                        "protocol": "classic"}))
-    return 0 if not missing and not errors else 1
-
-
-def status(link: Link, *, as_json: bool, wait_workers: int, timeout: float, connect_timeout: float) -> int:
+def status(link: Link, *, as_json: bool, wait_workers: int, wait_job: str, timeout: float,
+           connect_timeout: float) -> int:
+    """Print the cluster as the master sees it; optionally wait (up to ``timeout``) until ``wait_workers`` are
+    alive and the newest job whose id starts with ``wait_job`` is complete."""
     stop = threading.Event()
     connect(link, stop, connect_timeout, "status")
     if link.mode != "mpcluster":
@@ -220,9 +173,11 @@ def status(link: Link, *, as_json: bool, wait_workers: int, timeout: float, conn
     deadline = time.monotonic() + timeout
     while True:
         st = link.call("status")
-        if st["alive"] >= wait_workers or time.monotonic() > deadline:
+        job = link.call("newest_job", wait_job) if wait_job else None
+        if (st["alive"] >= wait_workers and (not wait_job or (job and job["complete"]))) \
+                or time.monotonic() > deadline:
             break
-        time.sleep(0.5)  # polling a remote registry until enough workers show up, bounded by --timeout
+        time.sleep(0.5)  # polling a remote registry until it shows what we wait for, bounded by --timeout
     if as_json:
         out(json.dumps(st))
     else:
@@ -241,6 +196,10 @@ def status(link: Link, *, as_json: bool, wait_workers: int, timeout: float, conn
     if st["alive"] < wait_workers:
         print(f"mpcluster status: only {st['alive']} of {wait_workers} workers alive after {timeout:g} s",
               file=sys.stderr)
+        return 1
+    if wait_job and not (job and job["complete"]):
+        shown = f"{job['done']}/{job['tasks']} results" if job else "no such job"
+        print(f"mpcluster status: job {wait_job}* not complete after {timeout:g} s ({shown})", file=sys.stderr)
         return 1
     return 0
 

@@ -10,9 +10,10 @@ import os
 import re
 from dataclasses import dataclass
 
+from .protocol import ID_RULE, valid_id
+
 MIN_KEY_BYTES = 16
 _HOST_RE = re.compile(r"^[A-Za-z0-9_.:\-\[\]]{1,253}$")
-_WORKER_ID_RE = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
 
 
 class ConfigError(Exception):
@@ -75,8 +76,8 @@ def parse_address(name: str, raw: str) -> tuple[str, int]:
 
 
 def parse_worker_id(raw: str | None) -> str:
-    if raw is not None and not _WORKER_ID_RE.match(raw):
-        raise ConfigError(f"MPC_WORKER_ID={raw!r:.80} is not valid: expected 1-64 letters, digits, '.', '_' or '-'")
+    if raw is not None and not valid_id(raw):
+        raise ConfigError(f"MPC_WORKER_ID={raw!r:.80} is not valid: expected {ID_RULE}")
     return raw or ""
 
 
@@ -114,26 +115,32 @@ def read_authkey(path: str, source: str = "MPC_AUTHKEY_FILE") -> bytes:
     return key
 
 
-@dataclass(frozen=True)
-class Settings:
-    """Everything a role reads from its environment, validated once at start."""
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
-    master_host: str
+
+def _log_level(env: dict | None) -> str:
+    return env_choice("MPC_LOG_LEVEL", "INFO", LOG_LEVELS, env)
+
+
+def _authkey_file(env: dict | None) -> str:
+    return _env("MPC_AUTHKEY_FILE", env) or "/run/secrets/authkey"
+
+
+# Each role reads only the variables it uses, so a variable meant for another role can never stop it.
+
+@dataclass(frozen=True)
+class MasterSettings:
     port: int
     authkey_file: str
-    demo_tasks: int
     log_level: str
+    demo_tasks: int
     lease_seconds: float
     heartbeat_seconds: float
     handshake_timeout: float
-    batch_max: int
     journal: str
-    stop_grace: float
-    worker_id: str
 
     @classmethod
-    def from_env(cls, env: dict | None = None) -> Settings:
-        host = _env("MPC_MASTER_HOST", env)
+    def from_env(cls, env: dict | None = None) -> MasterSettings:
         lease = env_float("MPC_LEASE_SECONDS", 10.0, 1.0, 3600.0, env)
         heartbeat = env_float("MPC_HEARTBEAT_SECONDS", 2.0, 0.1, 600.0, env)
         if heartbeat * 2 > lease:
@@ -142,16 +149,48 @@ class Settings:
                 "expected a heartbeat at most half the lease, so a live worker keeps its leases"
             )
         return cls(
-            master_host=parse_host("MPC_MASTER_HOST", host) if host is not None else "master",
             port=env_int("MPC_PORT", 5000, 1, 65535, env),
-            authkey_file=_env("MPC_AUTHKEY_FILE", env) or "/run/secrets/authkey",
+            authkey_file=_authkey_file(env),
+            log_level=_log_level(env),
             demo_tasks=env_int("MPC_DEMO_TASKS", 10, 0, 100_000, env),
-            log_level=env_choice("MPC_LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR"), env),
             lease_seconds=lease,
             heartbeat_seconds=heartbeat,
             handshake_timeout=env_float("MPC_HANDSHAKE_TIMEOUT", 10.0, 0.5, 600.0, env),
-            batch_max=env_int("MPC_BATCH_MAX", 100, 1, 10_000, env),
             journal=_env("MPC_JOURNAL", env) or "",
+        )
+
+
+@dataclass(frozen=True)
+class ClientSettings:
+    """submit, status, health: where the master is and the key."""
+
+    master_host: str
+    port: int
+    authkey_file: str
+    log_level: str
+
+    @classmethod
+    def from_env(cls, env: dict | None = None) -> ClientSettings:
+        host = _env("MPC_MASTER_HOST", env)
+        return ClientSettings(
+            master_host=parse_host("MPC_MASTER_HOST", host) if host is not None else "master",
+            port=env_int("MPC_PORT", 5000, 1, 65535, env), authkey_file=_authkey_file(env), log_level=_log_level(env))
+
+
+@dataclass(frozen=True)
+class WorkerSettings(ClientSettings):
+    """What a client reads, and the worker's own settings. The lease and heartbeat timings are the master's: a
+    worker learns them from its heartbeat replies."""
+
+    batch_max: int = 100
+    stop_grace: float = 5.0
+    worker_id: str = ""
+
+    @classmethod
+    def from_env(cls, env: dict | None = None) -> WorkerSettings:
+        return cls(
+            **vars(ClientSettings.from_env(env)),
+            batch_max=env_int("MPC_BATCH_MAX", 100, 1, 10_000, env),
             stop_grace=env_float("MPC_STOP_GRACE", 5.0, 0.0, 3600.0, env),
             worker_id=parse_worker_id(_env("MPC_WORKER_ID", env)),
         )

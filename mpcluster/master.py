@@ -12,7 +12,8 @@ import threading
 import uuid
 from multiprocessing.managers import BaseManager
 
-from .config import ConfigError, Settings, read_authkey
+from .classic import ClassicBridge
+from .config import ConfigError, MasterSettings, read_authkey
 from .dispatcher import Dispatcher
 from .journal import Journal
 from .protocol import DISPATCHER, RESULT_QUEUE, TASK_QUEUE
@@ -39,7 +40,14 @@ def get_dispatcher() -> Dispatcher:
 
 
 class MasterManager(BaseManager):
-    """Server side of protocol.ClusterManager."""
+    """Server side of protocol.ClusterManager, served by our hardened server (the way CPython's own
+    SharedMemoryManager plugs in SharedMemoryServer)."""
+
+    _Server = MasterServer
+
+    def get_server(self) -> MasterServer:
+        # As SharedMemoryManager does: the stdlib's get_server() builds a plain Server, whatever _Server says.
+        return self._Server(self._registry, self._address, self._authkey, self._serializer)
 
 
 MasterManager.register(TASK_QUEUE, callable=get_task_queue)
@@ -57,7 +65,7 @@ def run_demo(dispatcher: Dispatcher, n_tasks: int, stop: threading.Event) -> Non
         {"id": i, "kind": "square", "args": {"n": n, "seconds": 1.0}} for i, n in enumerate(numbers)]})
     log.info("Try get results...")
     cursor, summary = 0, None
-    while not stop.is_set():
+    while not stop.is_set():  # a long poll of up to 1 s per round, so a stopping master is not held up
         cursor, chunk, summary = dispatcher.results(job_id, cursor, 1.0)
         for r in chunk:
             n = numbers[r["id"]]
@@ -74,7 +82,7 @@ def run_demo(dispatcher: Dispatcher, n_tasks: int, stop: threading.Event) -> Non
                  summary["redeliveries"])
 
 
-def main(settings: Settings) -> int:
+def main(settings: MasterSettings) -> int:
     global _dispatcher
     key = read_authkey(settings.authkey_file)
     journal = None
@@ -85,9 +93,10 @@ def main(settings: Settings) -> int:
         except (OSError, sqlite3.Error) as e:
             raise ConfigError(f"MPC_JOURNAL={settings.journal!r} cannot be opened ({e}): expected a writable file "
                               "path (in the containers, the journal volume)") from None
-    _dispatcher = Dispatcher(settings.lease_seconds, settings.heartbeat_seconds, journal, _task_queue, _result_queue)
-    manager = MasterManager(address=("", settings.port), authkey=key)
-    server = MasterServer(manager._registry, ("", settings.port), key, "pickle", settings.handshake_timeout)
+    _dispatcher = Dispatcher(settings.lease_seconds, settings.heartbeat_seconds, journal,
+                             ClassicBridge(_task_queue, _result_queue))
+    server = MasterManager(address=("", settings.port), authkey=key).get_server()
+    server.handshake_timeout = settings.handshake_timeout
     server.start()
     log.info("master listening on 0.0.0.0:%d (lease %gs, heartbeat %gs, handshake timeout %gs, journal %s)",
              settings.port, settings.lease_seconds, settings.heartbeat_seconds, settings.handshake_timeout,
@@ -109,7 +118,8 @@ def main(settings: Settings) -> int:
 
     threading.Thread(target=reaper, name="reaper", daemon=True).start()
     # A restored, unfinished demo job carries on by itself; otherwise every start shows the demo.
-    if settings.demo_tasks and not _dispatcher.has_unfinished("demo-"):
+    demo = _dispatcher.newest_job("demo-")
+    if settings.demo_tasks and not (demo and not demo["complete"]):
         threading.Thread(target=run_demo, args=(_dispatcher, settings.demo_tasks, stop), name="demo",
                          daemon=True).start()
     while not stop.wait(1.0):

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import socket
 import struct
 import threading
@@ -24,6 +25,14 @@ TASK_QUEUE = "get_task_queue"
 RESULT_QUEUE = "get_result_queue"
 DISPATCHER = "get_dispatcher"
 CLASSIC_JOB = "classic"  # job name of tasks drained from the lesson's task queue
+
+# One rule for every name that travels: job ids and worker ids (a hostname, or hostname-pid outside a container).
+ID_RULE = "1-128 letters, digits, '.', '_' or '-'"
+_ID_RE = re.compile(r"[A-Za-z0-9_.\-]{1,128}")
+
+
+def valid_id(value: object) -> bool:
+    return isinstance(value, str) and _ID_RE.fullmatch(value) is not None
 
 log = logging.getLogger("mpcluster")
 

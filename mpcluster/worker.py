@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import os
 import platform
-import queue
 import signal
 import socket
 import threading
@@ -18,7 +17,9 @@ import time
 import uuid
 
 from . import tasks as kinds
-from .protocol import RESULT_QUEUE, TASK_QUEUE, AuthFailed, Link, Unreachable
+from .classic import serve_lesson_master
+from .config import WorkerSettings
+from .protocol import AuthFailed, Link, Unreachable
 
 log = logging.getLogger("mpcluster")
 
@@ -55,7 +56,9 @@ def execute(task: dict, worker: str, ip: str, abort: threading.Event | None = No
 
 
 class Worker:
-    def __init__(self, link: Link, worker_id: str, heartbeat_seconds: float, batch_max: int, stop_grace: float):
+    def __init__(self, link: Link, worker_id: str, batch_max: int = 100, stop_grace: float = 5.0,
+                 heartbeat_seconds: float = 2.0):
+        """``heartbeat_seconds`` is only where it starts: the master's setting arrives with the first heartbeat."""
         self.link = link
         self.id = worker_id
         self.heartbeat_seconds = heartbeat_seconds
@@ -103,7 +106,7 @@ class Worker:
         log.info("worker %s: connected to master at %s from %s (%s protocol)",
                  self.id, self.link.where, self.link.ip or "?", self.link.mode)
         if self.link.mode == "classic":
-            return self.run_classic()
+            return serve_lesson_master(self.link, self.id, self.stop, self.abort)
         threading.Thread(target=self._heartbeats, name="heartbeat", daemon=True).start()
         outbox: list[dict] = []
         held: list[dict] = []
@@ -237,52 +240,8 @@ class Worker:
                 log.warning("worker %s: heartbeat failed: %s", self.id, e)
             self.leaving.wait(self.heartbeat_seconds)
 
-    # ---- the lesson's protocol -----------------------------------------------------------------------------
-    def run_classic(self) -> int:
-        """A plain lesson master: take ints from its task queue, put the lesson's strings on its result queue."""
-        log.info("worker %s: the master offers only the lesson's queues: serving it the classic way", self.id)
-        while not self.stop.is_set():
-            try:
-                manager = self.link.manager
-                task_q, result_q = getattr(manager, TASK_QUEUE)(), getattr(manager, RESULT_QUEUE)()
-                idle_said = False
-                while not self.stop.is_set():
-                    try:
-                        n = task_q.get(timeout=1)
-                    except queue.Empty:
-                        if not idle_said:
-                            log.info("task queue is empty.")
-                            idle_said = True
-                        continue
-                    idle_said = False
-                    log.info("run task %s * %s...", n, n)
-                    result = execute({"kind": "square", "args": {"n": n, "seconds": 1.0}}, self.id, "", self.abort) \
-                        if isinstance(n, int) else None
-                    if result is None or not result["ok"]:
-                        result_q.put(f"error: task {n!r:.40}: {result['error'] if result else 'not an int'}")
-                    else:
-                        result_q.put(kinds.classic_line(n))
-                    self.done += 1
-            except kinds.Interrupted:
-                try:
-                    task_q.put(n)  # hand it back to the lesson's queue
-                except (OSError, EOFError):
-                    pass
-                break
-            except (OSError, EOFError) as e:
-                if self.stop.is_set():
-                    break
-                log.warning("worker %s: lost the classic master at %s (%s); reconnecting", self.id, self.link.where, e)
-                self.link.close()
-                if not self.link.open_with_retry(self.stop, f"worker {self.id}"):
-                    break
-        log.info("worker exit.")
-        return 0
-
-
-def main(settings, host: str, port: int, key: bytes) -> int:
-    link = Link(host, port, key)
-    worker = Worker(link, default_worker_id(settings.worker_id), settings.heartbeat_seconds, settings.batch_max, settings.stop_grace)
+def main(settings: WorkerSettings, link: Link) -> int:
+    worker = Worker(link, default_worker_id(settings.worker_id), settings.batch_max, settings.stop_grace)
     worker.install_signals()
     try:
         return worker.run()

@@ -102,3 +102,47 @@ def mpc(*args: str) -> list[str]:
 def run_mpc(*args: str, env: dict | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
     return subprocess.run(mpc(*args), cwd=ROOT, env={**os.environ, **(env or {})}, capture_output=True, text=True,
                           timeout=timeout)
+
+
+def link_to(port: int, key_file, host: str = "127.0.0.1"):
+    """An open client link to a master, for tests that speak the protocol themselves (e.g. to send a bad job)."""
+    from mpcluster.config import read_authkey
+    from mpcluster.protocol import Link
+
+    link = Link(host, port, read_authkey(str(key_file)))
+    link.open()
+    return link
+
+
+def bad_inputs_through_the_link(link) -> tuple[str, list[str]]:
+    """Send what the CLI would never send: a job with a bad task (the master refuses it: its one line is
+    returned), and three items on the lesson's task queue that are not ints (our workers give error lines for
+    them and carry on: the lines are returned)."""
+    import queue as q
+
+    from mpcluster.protocol import RESULT_QUEUE, TASK_QUEUE
+
+    try:
+        link.call("submit", {"id": "bad-job", "tasks": [{"id": 0, "kind": "square", "args": {"n": 2, "seconds": 1e9}}]})
+        refusal = ""
+    except ValueError as e:
+        refusal = str(e)
+    tq, rq = getattr(link.manager, TASK_QUEUE)(), getattr(link.manager, RESULT_QUEUE)()
+    for item in ("seven", 2.5, [1]):
+        tq.put(item)
+    lines = []
+    end = time.monotonic() + 60
+    while len(lines) < 3 and time.monotonic() < end:
+        try:
+            lines.append(rq.get(timeout=1))
+        except q.Empty:
+            pass
+    return refusal, sorted(lines)
+
+
+BAD_INPUT_LINES = [
+    "error: task 'seven': n must be a whole number, got str 'seven'",
+    "error: task 2.5: n must be a whole number, got float 2.5",
+    "error: task [1]: n must be a whole number, got list [1]",
+]
+BAD_JOB_REFUSAL = "task 0: seconds=1000000000.0 is out of range: expected 0 to 3600"

@@ -14,7 +14,8 @@ pytestmark = pytest.mark.docker
 
 def test_up_runs_the_demo_job_across_several_workers(make_cluster):
     c = make_cluster(workers=3, MPC_DEMO_TASKS=10)
-    m = c.wait_log("master", r"Demo job \S+ done: (\d+)/(\d+) results in [\d.]+ s from (\d+) workers", 90)
+    c.mpc("status", "--wait-job", "demo-", "--timeout", "90", timeout=120)  # what `make up` waits with
+    m = c.wait_log("master", r"Demo job \S+ done: (\d+)/(\d+) results in [\d.]+ s from (\d+) workers", 10)
     assert m.group(1) == m.group(2) == "10" and int(m.group(3)) >= 2
     log = c.logs("master")
     puts = [int(n) for n in re.findall(r"Put task (\d+)\.\.\.", log)]

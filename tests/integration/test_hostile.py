@@ -17,6 +17,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
+from tests.support import BAD_INPUT_LINES, BAD_JOB_REFUSAL, bad_inputs_through_the_link, link_to
+
 pytestmark = [pytest.mark.docker, pytest.mark.hostile]
 
 HANDSHAKE = {"MPC_HANDSHAKE_TIMEOUT": "3"}
@@ -221,18 +223,18 @@ def test_no_key_material_in_inspect_history_status_or_images(make_cluster, sessi
 
 def test_bad_config_in_a_container_exits_2_with_one_line(make_cluster):
     c = make_cluster(workers=1)
-    r = c.compose("run", "--rm", "--no-deps", "-T", "-e", "MPC_LEASE_SECONDS=soon", "worker", "worker", check=False)
+    r = c.compose("run", "--rm", "--no-deps", "-T", "-e", "MPC_STOP_GRACE=soon", "worker", "worker", check=False)
     assert r.returncode == 2
-    assert "MPC_LEASE_SECONDS='soon' is not valid: expected a number of seconds from 1 to 3600" in r.stderr + r.stdout
+    assert "MPC_STOP_GRACE='soon' is not valid: expected a number of seconds from 0 to 3600" in r.stderr + r.stdout
 
 
-def test_bad_tasks_give_error_results_and_the_workers_carry_on(make_cluster):
+def test_bad_tasks_give_error_results_and_the_workers_carry_on(make_cluster, session_env):
     c = make_cluster(workers=2)
     c.wait_workers(2)
     r = c.mpc("submit", "--tasks", "3", "--seconds", "1e9", check=False)
     assert r.returncode == 2 and "task 0 is not valid: seconds=1000000000.0 is out of range: expected 0 to 3600" in r.stderr
-    s = c.submit("--tasks", "4", "--seconds", "99999", "--no-check", check=False)
-    assert s["results"] == 4 and s["errors"] == 4 and s["missing"] == []
+    refusal, lines = bad_inputs_through_the_link(link_to(c.host_port(), session_env["MPC_AUTHKEY_HOST_FILE"]))
+    assert refusal == BAD_JOB_REFUSAL and lines == sorted(BAD_INPUT_LINES)
     s = c.submit("--tasks", "6", "--seconds", "0.1")
     assert s["results"] == 6 and s["errors"] == 0 and len(s["workers"]) == 2
     assert all(c.inspect(w.Name)["RestartCount"] == 0 for w in c.containers())

@@ -18,7 +18,7 @@ from tests.support import run_mpc, write_key
         ("worker", {"MPC_MASTER_HOST": "bad host!"}, "MPC_MASTER_HOST='bad host!' is not valid: expected a host name or IP address"),
         ("worker", {"MPC_BATCH_MAX": "0"}, "MPC_BATCH_MAX='0' is out of range"),
         ("worker", {"MPC_STOP_GRACE": "-2"}, "MPC_STOP_GRACE='-2' is out of range"),
-        ("worker", {"MPC_WORKER_ID": "a b/c"}, "MPC_WORKER_ID='a b/c' is not valid: expected 1-64 letters"),
+        ("worker", {"MPC_WORKER_ID": "a b/c"}, "MPC_WORKER_ID='a b/c' is not valid: expected 1-128 letters"),
         ("master", {"MPC_JOURNAL": "/proc/no/such/dir/j.sqlite3"}, "MPC_JOURNAL='/proc/no/such/dir/j.sqlite3' cannot be opened"),
     ],
 )
@@ -70,3 +70,24 @@ def test_missing_empty_or_short_keys_are_refused_on_every_node(tmp_path, content
     assert line in r.stderr and f"MPC_AUTHKEY_FILE='{path}'" in r.stderr
     if content and content.strip():
         assert content.strip() not in r.stderr + r.stdout  # the key is never echoed
+
+
+def test_each_role_reads_only_its_own_variables(tmp_path, spawn):
+    """A variable meant for another role (here: bad on purpose) never stops a node from starting."""
+    from tests.support import free_port, mpc
+
+    key, port = write_key(tmp_path / "k"), str(free_port())
+    common = {"MPC_AUTHKEY_FILE": str(key), "MPC_PORT": port, "MPC_MASTER_HOST": "127.0.0.1"}
+    w = spawn(mpc("worker"), {**common, "MPC_LEASE_SECONDS": "soon", "MPC_JOURNAL": "/proc/no/such/dir/j",
+                              "MPC_DEMO_TASKS": "-1"})
+    w.expect(r"cannot reach master at 127\.0\.0\.1:\d+ \(connection refused\); retrying", 15)
+    m = spawn(mpc("master"), {**common, "MPC_DEMO_TASKS": "0", "MPC_BATCH_MAX": "0", "MPC_STOP_GRACE": "-2",
+                              "MPC_MASTER_HOST": "bad host!", "MPC_WORKER_ID": "a b/c"})
+    m.expect(r"master listening on", 15)
+    w.expect(r"connected to master", 30)
+
+
+def test_help_lists_the_public_commands_only():
+    r = run_mpc("--help", timeout=30)
+    assert r.returncode == 0 and "{master,worker,submit,status}" in r.stdout
+    assert "SUPPRESS" not in r.stdout and "health" not in r.stdout

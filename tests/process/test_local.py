@@ -2,7 +2,18 @@
 
 import re
 
-from tests.support import LESSON, clean, last_json, mpc, run_mpc, write_key
+from tests.support import (
+    BAD_INPUT_LINES,
+    BAD_JOB_REFUSAL,
+    LESSON,
+    bad_inputs_through_the_link,
+    clean,
+    last_json,
+    link_to,
+    mpc,
+    run_mpc,
+    write_key,
+)
 
 
 def submit(env, *args, timeout=120):
@@ -32,11 +43,11 @@ def test_the_other_kinds_and_bad_tasks_give_error_results(node_env, workers):
     assert r.returncode == 0 and last_json(r.stdout)["wrong"] == []
     r = submit(node_env, "--tasks", "2", "--kind", "sleep", "--seconds", "0.1")
     assert r.returncode == 0 and last_json(r.stdout)["results"] == 2
-    # bad tasks that slip past the client's check (--no-check) still give error results; the worker carries on
-    r = submit(node_env, "--tasks", "2", "--kind", "square", "--seconds", "99999", "--no-check")
-    s = last_json(r.stdout)
-    assert r.returncode == 0 and s["results"] == 2 and s["errors"] == 2
-    assert "seconds=99999.0 is out of range: expected 0 to 3600" in r.stdout
+    # bad input that skips the client's check: the master refuses a bad job; bad items on the lesson's queue
+    # give error results, and the worker carries on
+    refusal, lines = bad_inputs_through_the_link(link_to(int(node_env["MPC_PORT"]), node_env["MPC_AUTHKEY_FILE"]))
+    assert refusal == BAD_JOB_REFUSAL
+    assert lines == sorted(BAD_INPUT_LINES)
     r = submit(node_env, "--tasks", "3", "--seconds", "0")
     assert r.returncode == 0 and last_json(r.stdout)["errors"] == 0
 

@@ -4,6 +4,7 @@ import queue
 
 import pytest
 
+from mpcluster.classic import ClassicBridge
 from mpcluster.dispatcher import Dispatcher
 from mpcluster.journal import Journal
 
@@ -154,7 +155,7 @@ def test_bad_jobs_are_refused_at_submit(d, bad, message):
 
 def test_classic_queue_is_served_with_leases_and_dedup(clock):
     tq, rq = queue.Queue(), queue.Queue()
-    d = Dispatcher(10, 2, classic_tasks=tq, classic_results=rq, clock=clock)
+    d = Dispatcher(10, 2, classic=ClassicBridge(tq, rq), clock=clock)
     tq.put(3344)
     [t] = d.lease("w1", 1)
     assert (t["kind"], t["args"]["n"]) == ("square", 3344)
@@ -209,11 +210,8 @@ def test_a_heartbeat_crossing_a_goodbye_does_not_revive_the_worker(d):
     assert d.status()["workers"][0]["state"] == "alive"
 
 
-def test_the_master_bounds_what_it_holds_and_says_so(d, monkeypatch):
-    import mpcluster.dispatcher as dm
-
-    monkeypatch.setattr(dm, "MAX_HELD_TASKS", 10)
-    monkeypatch.setattr(dm, "KEEP_FINISHED_SECONDS", 0.0)
+def test_the_master_bounds_what_it_holds_and_says_so(clock):
+    d = Dispatcher(10, 2, clock=clock, max_held_tasks=10)
     d.submit(job("a", n=6))
     with pytest.raises(ValueError) as e:
         d.submit(job("b", n=6))
@@ -221,16 +219,15 @@ def test_the_master_bounds_what_it_holds_and_says_so(d, monkeypatch):
                             "would exceed 10: wait for jobs to finish or submit fewer tasks")
     tasks = d.lease("w1", 6)
     d.ack("w1", [result(t) for t in tasks])
+    clock.now += 61  # a finished job stays readable for a minute, then may be forgotten
     d.submit(job("b", n=6))  # job a is finished: forgotten to make room
     with pytest.raises(KeyError):
         d.results("a", 0)
     assert d.results("b", 0)[2]["tasks"] == 6
 
 
-def test_a_just_finished_job_stays_readable(d, monkeypatch):
-    import mpcluster.dispatcher as dm
-
-    monkeypatch.setattr(dm, "MAX_HELD_TASKS", 10)
+def test_a_just_finished_job_stays_readable(clock):
+    d = Dispatcher(10, 2, clock=clock, max_held_tasks=10)
     d.submit(job("a", n=6))
     d.ack("w1", [result(t) for t in d.lease("w1", 6)])
     with pytest.raises(ValueError):

@@ -55,7 +55,7 @@ def test_results_survive_an_error_answer_and_a_lost_master():
         "ack": [RuntimeError("database or disk is full"), {"accepted": 1, "dropped": 0}],
         "goodbye": [0],
     })
-    worker = Worker(link, "w1", heartbeat_seconds=60, batch_max=10, stop_grace=1)
+    worker = Worker(link, "w1", batch_max=10, stop_grace=1, heartbeat_seconds=60)
     assert worker.run() == 0
     acks = [args for method, args in link.calls if method == "ack"]
     assert len(acks) == 2 and acks[0] == acks[1]  # the same result, sent again after the error answer
@@ -76,7 +76,7 @@ def test_a_lost_master_is_reopened_and_the_results_are_sent_there():
         "ack": [Unreachable("connection closed by the master"), {"accepted": 1, "dropped": 0}],
         "goodbye": [0],
     })
-    worker = Worker(link, "w1", heartbeat_seconds=60, batch_max=10, stop_grace=1)
+    worker = Worker(link, "w1", batch_max=10, stop_grace=1, heartbeat_seconds=60)
     assert worker.run() == 0
     assert link.opens == 2  # the first connection, and the reconnection after the loss
     acks = [args for method, args in link.calls if method == "ack"]
@@ -93,7 +93,7 @@ def test_a_master_error_on_the_last_ack_of_a_stopping_worker_stops_it_cleanly(ca
 
     fail = [lambda: RuntimeError("database or disk is full")] * 50
     link = ScriptedLink({"lease": [[task]], "ack": [stop_then_fail, *fail], "goodbye": [1]})
-    worker = Worker(link, "w1", heartbeat_seconds=60, batch_max=10, stop_grace=0.3)
+    worker = Worker(link, "w1", batch_max=10, stop_grace=0.3, heartbeat_seconds=60)
     with caplog.at_level("INFO", logger="mpcluster"):
         assert worker.run() == 0
     said = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
@@ -127,7 +127,7 @@ def test_a_lost_lease_reply_does_not_pin_the_task_while_the_worker_lives():
     d = Dispatcher(lease_seconds=1.0, heartbeat_seconds=0.1)
     d.submit({"id": "j", "tasks": [{"id": 0, "kind": "square", "args": {"n": 4, "seconds": 0}}]})
     link = InProcessLink(d, {"lease": 1})  # the master granted the task, but the worker never heard of it
-    worker = Worker(link, "w1", heartbeat_seconds=0.1, batch_max=10, stop_grace=1)
+    worker = Worker(link, "w1", batch_max=10, stop_grace=1, heartbeat_seconds=0.1)
     t = threading.Thread(target=worker.run, daemon=True)
     t.start()
     end = time.monotonic() + 10

@@ -1,0 +1,118 @@
+"""The worker registry: every worker the master has heard from, and what state it is in.
+
+A worker is known by its id (the container's hostname) and, within that id, by a *session* (one per worker
+process). A container restarted by Docker keeps its hostname but starts a new session, which is how the master
+knows that the old process is dead and its leases will never be acknowledged.
+
+No lock and no clock of its own: the dispatcher holds the lock and passes ``now``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+
+# What a worker reports about itself that the registry keeps (for `status` and the page).
+INFO_FIELDS = ("ip", "host", "pid", "python", "batch", "mode")
+
+
+class WorkerStatus(Enum):
+    ALIVE = "alive"  # heartbeats arrive
+    STOPPING = "stopping"  # got SIGTERM: finishing the task in hand, leasing no more
+    GONE = "gone"  # silent for longer than a lease: presumed dead, its leases expire
+    LEFT = "left"  # said goodbye
+
+
+@dataclass
+class WorkerState:
+    """What the master knows of one worker. Not to be confused with ``worker.Worker``, the worker process."""
+
+    id: str
+    first_seen: float
+    last_seen: float
+    status: WorkerStatus = WorkerStatus.ALIVE
+    session: str = ""
+    ip: str = ""
+    info: dict = field(default_factory=dict)
+    done: int = 0
+    errors: int = 0
+    duplicates: int = 0
+
+
+@dataclass
+class Touch:
+    """What one call from a worker changed in the registry (the dispatcher turns it into events)."""
+
+    worker: WorkerState
+    joined: bool = False
+    back_from: WorkerStatus | None = None  # it was gone or left and is alive again
+    restarted: bool = False  # a new session under a known id: the previous process is dead
+
+
+class Registry:
+    def __init__(self) -> None:
+        self._workers: dict[str, WorkerState] = {}
+
+    def __iter__(self):
+        return iter(self._workers.values())
+
+    def __len__(self) -> int:
+        return len(self._workers)
+
+    def get(self, worker_id: str) -> WorkerState | None:
+        return self._workers.get(worker_id)
+
+    def touch(self, worker_id: str, info: dict | None, now: float) -> Touch:
+        """Record a call from a worker: ``info`` (may be None) is what it says about itself."""
+        info = info if isinstance(info, dict) else {}
+        w = self._workers.get(worker_id)
+        t = Touch(w) if w is not None else None
+        if w is None:
+            w = self._workers[worker_id] = WorkerState(worker_id, first_seen=now, last_seen=now)
+            t = Touch(w, joined=True)
+        session = str(info.get("session") or "")
+        new_process = bool(session) and session != w.session
+        if w.status is WorkerStatus.GONE or (w.status is WorkerStatus.LEFT and new_process):
+            # A worker that said goodbye comes back only as a new process: a retried goodbye, an empty ack or a
+            # heartbeat that crossed the goodbye come from the old one, on its way out.
+            t.back_from, w.status = w.status, WorkerStatus.ALIVE
+        if new_process:
+            t.restarted = bool(w.session)
+            w.session = session
+        w.info.update({k: v for k, v in info.items() if k in INFO_FIELDS})
+        w.ip = str(w.info.get("ip", w.ip))
+        if info.get("state") == "stopping" and w.status is WorkerStatus.ALIVE:
+            w.status = WorkerStatus.STOPPING
+        w.last_seen = now
+        return t
+
+    def seen(self, worker_id: str, now: float) -> None:
+        """A long-polling worker is alive while it waits."""
+        w = self._workers.get(worker_id)
+        if w is not None:
+            w.last_seen = now
+
+    def silent(self, now: float, timeout: float) -> list[WorkerState]:
+        """Mark workers not heard from for ``timeout`` seconds gone; return those newly marked."""
+        out = []
+        for w in self._workers.values():
+            if w.status in (WorkerStatus.ALIVE, WorkerStatus.STOPPING) and now - w.last_seen > timeout:
+                w.status = WorkerStatus.GONE
+                out.append(w)
+        return out
+
+    def leave(self, worker_id: str) -> WorkerState | None:
+        w = self._workers.get(worker_id)
+        if w is not None:
+            w.status = WorkerStatus.LEFT
+        return w
+
+    def rows(self, now: float, leased) -> list[dict]:
+        """One plain dict per worker, for `status` (``leased(worker id)`` counts its leases)."""
+        return [{"id": w.id, "ip": w.ip, "state": w.status.value, "last_heartbeat_s": round(now - w.last_seen, 2),
+                 "leased": leased(w.id), "done": w.done, "errors": w.errors, "duplicates": w.duplicates,
+                 "python": w.info.get("python", ""), "host": w.info.get("host", ""), "mode": w.info.get("mode", "")}
+                for w in self._workers.values()]
+
+    def alive(self) -> int:
+        return sum(1 for w in self._workers.values() if w.status is WorkerStatus.ALIVE)

@@ -1,0 +1,30 @@
+"""The lesson's protocol: its strings, and the master's bridge from its queues to leases."""
+
+import queue
+
+from mpcluster.classic import ClassicBridge, error_line, result_line, square
+
+
+def test_the_lessons_lines():
+    assert result_line(3344) == "3344 * 3344 = 11182336"
+    assert error_line("x", "not an int") == "error: task 'x': not an int"
+
+
+def test_square_refuses_what_is_not_an_int():
+    assert square("seven") == "error: task 'seven': not an int"
+    assert square(True) == "error: task True: not an int"
+
+
+def test_the_bridge_leases_requeues_and_drops_late_duplicates():
+    tq, rq = queue.Queue(), queue.Queue()
+    bridge = ClassicBridge(tq, rq, seconds=0)
+    for n in (5, 6):
+        tq.put(n)
+    a, b = bridge.take(5)
+    assert (a["kind"], a["args"], b["args"]["n"]) == ("square", {"n": 5, "seconds": 0}, 6)
+    bridge.requeue(a["id"], redelivery=True)  # its worker died: back on the lesson's queue
+    assert tq.get_nowait() == 5
+    assert bridge.complete_all([{"id": b["id"], "ok": True}, {"id": b["id"], "ok": True}]) == 1
+    assert rq.get_nowait() == "6 * 6 = 36" and rq.empty()
+    assert bridge.stats == {"done": 1, "redeliveries": 1, "duplicates_dropped": 1}
+    assert bridge.sizes() == {"classic_tasks": 0, "classic_results": 0}
