@@ -19,12 +19,13 @@ import time
 from collections import Counter, deque
 from collections.abc import Callable
 
+from . import __version__
 from .classic import ClassicBridge
 from .jobs import MAX_HELD_TASKS, JobBook, validate_job
 from .journal import Journal
 from .leases import Key, LeaseTable
 from .protocol import CLASSIC_JOB, valid_id
-from .registry import Registry, WorkerState, WorkerStatus
+from .registry import SAMPLE_SECONDS, Registry, WorkerState, WorkerStatus
 
 MAX_WAIT = 30.0  # longest long-poll a caller may ask for
 CLASSIC_POLL = 0.2  # the lesson's queue does not notify us: an idle long-poll looks at it this often
@@ -32,6 +33,24 @@ CLASSIC_POLL = 0.2  # the lesson's queue does not notify us: an idle long-poll l
 
 def _key(k: object) -> Key | None:
     return (k[0], k[1]) if isinstance(k, (list, tuple)) and len(k) == 2 and isinstance(k[0], str) else None
+
+
+class EventLog:
+    """What happened (joined, gone, restarted, leases expired, jobs restored): new lines for the master's log,
+    and the most recent ones with their times for `status` and the page."""
+
+    def __init__(self) -> None:
+        self._new: deque[str] = deque(maxlen=1000)
+        self.recent: deque[dict] = deque(maxlen=100)
+
+    def add(self, text: str, now: float) -> None:
+        self._new.append(text)
+        self.recent.append({"t": round(now, 3), "text": text})
+
+    def drain(self) -> list[str]:
+        out = list(self._new)
+        self._new.clear()
+        return out
 
 
 class DispatcherBase:
@@ -46,7 +65,7 @@ class DispatcherBase:
         self._journal, self._classic, self._clock = journal, classic, clock
         self._cond = threading.Condition()
         self._book, self._leases, self._registry = JobBook(max_held_tasks), LeaseTable(), Registry()
-        self.events: deque[str] = deque(maxlen=200)  # what the master logs: joined, gone, requeued, restored
+        self.events = EventLog()
         self.started = clock()
         self.master_restarts = 0
         if journal is not None:
@@ -59,24 +78,27 @@ class DispatcherBase:
             job = self._book.restore(row)
             if not job.complete:
                 journal.update_job(job.id, restarts=job.restarts)
-                self.events.append(f"job {job.id} restored from the journal: {len(job.done)}/{len(job.tasks)} "
+                self._event(f"job {job.id} restored from the journal: {len(job.done)}/{len(job.tasks)} "
                                    f"results kept, {len(job.tasks) - len(job.done)} tasks queued again")
+
+    def _event(self, text: str) -> None:
+        self.events.add(text, self._clock())
 
     def _touch(self, worker_id: str, info: dict | None) -> WorkerState:
         if not valid_id(worker_id):
             raise ValueError(f"worker id {worker_id!r:.70} is not valid")
         t = self._registry.touch(worker_id, info, self._clock())
         if t.joined:
-            self.events.append(f"worker {worker_id} joined" + (f" from {t.worker.ip}" if t.worker.ip else ""))
+            self._event(f"worker {worker_id} joined" + (f" from {t.worker.ip}" if t.worker.ip else ""))
         if t.back_from is not None:
-            self.events.append(f"worker {worker_id} is back after being {t.back_from.value}")
+            self._event(f"worker {worker_id} is back after being {t.back_from.value}")
         if t.restarted:
             # Same id, new process: the old one is dead, so what it held will never be acknowledged.
             stale = self._leases.held_by(worker_id)
             for key in stale:
                 self._leases.release(key)
             self._requeue(stale, redelivery=True)
-            self.events.append(f"worker {worker_id} restarted" +
+            self._event(f"worker {worker_id} restarted" +
                                (f": {len(stale)} tasks of its previous run queued again" if stale else ""))
         return t.worker
 
@@ -84,9 +106,9 @@ class DispatcherBase:
         expired = self._leases.expired(now)
         self._requeue([lease.key for lease in expired], redelivery=True)
         for (job_id, holder), n in Counter((lease.key[0], lease.worker) for lease in expired).items():
-            self.events.append(f"{n} lease{'s' * (n > 1)} of job {job_id} held by {holder} expired: queued again")
+            self._event(f"{n} lease{'s' * (n > 1)} of job {job_id} held by {holder} expired: queued again")
         for w in self._registry.silent(now, self.lease_seconds):
-            self.events.append(f"worker {w.id} gone: no heartbeat for {now - w.last_seen:.1f} s")
+            self._event(f"worker {w.id} gone: no heartbeat for {now - w.last_seen:.1f} s")
         return len(expired)
 
     def _requeue(self, keys: list[Key], redelivery: bool) -> None:
@@ -100,7 +122,7 @@ class DispatcherBase:
             try:
                 self._journal.add_results([], counters)
             except Exception as e:
-                self.events.append(f"journal: could not record counters of jobs {', '.join(counters)}: {e}")
+                self._event(f"journal: could not record counters of jobs {', '.join(counters)}: {e}")
         if keys:
             self._cond.notify_all()
 
@@ -127,8 +149,6 @@ class Dispatcher(DispatcherBase):
 
     def ping(self) -> dict:
         """Cheap liveness probe (the health check; `doctor` reads the versions and the clock from it)."""
-        from . import __version__
-
         return {"ok": True, "python": sys.version.split()[0], "version": __version__, "time": self._clock()}
 
     def submit(self, job: dict) -> str:
@@ -223,7 +243,7 @@ class Dispatcher(DispatcherBase):
         with self._cond:
             n = self.release(worker, self._leases.held_by(worker))
             if self._registry.leave(worker) is not None:
-                self.events.append(f"worker {worker} left" + (f", handing back {n} tasks" if n else ""))
+                self._event(f"worker {worker} left" + (f", handing back {n} tasks" if n else ""))
             return n
 
     def results(self, job_id: str, cursor: int = 0, wait_s: float = 0.0, limit: int = 5000):
@@ -243,9 +263,12 @@ class Dispatcher(DispatcherBase):
             return cursor + len(chunk), chunk, job.summary(self._clock()).as_dict()
 
     def expire(self) -> int:
-        """Requeue expired leases and mark silent workers gone (the master calls this twice a second)."""
+        """Requeue expired leases, mark silent workers gone, sample each worker's throughput (the master calls
+        this twice a second)."""
         with self._cond:
-            return self._expire(self._clock())
+            now = self._clock()
+            self._registry.sample(now)
+            return self._expire(now)
 
     def newest_job(self, prefix: str) -> dict | None:
         """The summary of the newest job whose id starts with ``prefix`` (e.g. the demo's), or None."""
@@ -254,10 +277,9 @@ class Dispatcher(DispatcherBase):
             return job.summary(self._clock()).as_dict() if job is not None else None
 
     def drain_events(self) -> list[str]:
+        """Events not yet logged (the master's reaper logs them)."""
         with self._cond:
-            out = list(self.events)
-            self.events.clear()
-            return out
+            return self.events.drain()
 
     def status(self) -> dict:
         """The cluster as the master sees it: registry, queues, jobs (no secrets)."""
@@ -267,12 +289,15 @@ class Dispatcher(DispatcherBase):
             queues = {"pending": len(self._book.pending), "leased": len(self._leases), "classic_tasks": 0,
                       "classic_results": 0, **(self._classic.sizes() if self._classic is not None else {})}
             return {
-                "master": {"python": sys.version.split()[0], "uptime_s": round(now - self.started, 1),
+                "master": {"python": sys.version.split()[0], "version": __version__, "time": now,
+                           "started": self.started, "uptime_s": round(now - self.started, 1),
                            "lease_seconds": self.lease_seconds, "heartbeat_seconds": self.heartbeat_seconds,
-                           "restarts": self.master_restarts, "journal": self._journal is not None},
-                "workers": self._registry.rows(now, self._leases.count),
+                           "restarts": self.master_restarts, "journal": self._journal is not None,
+                           "sample_seconds": SAMPLE_SECONDS},
+                "workers": self._registry.rows(now, self._leases.count, self.lease_seconds),
                 "alive": self._registry.alive(),
                 "queues": queues,
                 "classic": dict(self._classic.stats) if self._classic is not None else {},
                 "jobs": self._book.recent(now),
+                "events": list(self.events.recent),
             }

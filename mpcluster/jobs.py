@@ -32,6 +32,8 @@ class JobSummary:
     """A job as `submit`, `status` and the journal's readers see it."""
 
     job: str
+    kind: str
+    state: str  # running | done
     tasks: int
     done: int
     errors: int
@@ -42,6 +44,10 @@ class JobSummary:
     master_restarts: int
     workers: dict[str, int]
     seconds: float
+    created: float
+    finished: float | None
+    rate: float  # results per second so far
+    eta_s: float | None  # at that rate, until the last result
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -61,6 +67,11 @@ class Job:
     restarts: int = 0
     errors: int = 0
     per_worker: dict[str, int] = field(default_factory=dict)
+    kind: str = ""  # the tasks' kind, or "mixed"
+
+    def __post_init__(self) -> None:
+        kinds = {t["kind"] for t in self.tasks.values()}
+        self.kind = kinds.pop() if len(kinds) == 1 else "mixed"
 
     def add(self, record: dict) -> None:
         self.done.add(record["id"])
@@ -74,11 +85,16 @@ class Job:
         return len(self.done) == len(self.tasks)
 
     def summary(self, now: float) -> JobSummary:
-        end = self.finished or now
+        seconds = max(0.0, (self.finished or now) - self.created)
+        done, total = len(self.done), len(self.tasks)
+        rate = done / seconds if seconds > 0 else 0.0
         return JobSummary(
-            job=self.id, tasks=len(self.tasks), done=len(self.done), errors=self.errors, complete=self.complete,
-            redeliveries=self.redeliveries, duplicates_dropped=self.duplicates_dropped, handed_back=self.handed_back,
-            master_restarts=self.restarts, workers=dict(self.per_worker), seconds=round(end - self.created, 3))
+            job=self.id, kind=self.kind,
+            state="done" if self.complete else "running", tasks=total, done=done, errors=self.errors,
+            complete=self.complete, redeliveries=self.redeliveries, duplicates_dropped=self.duplicates_dropped,
+            handed_back=self.handed_back, master_restarts=self.restarts, workers=dict(self.per_worker),
+            seconds=round(seconds, 3), created=round(self.created, 3), finished=self.finished,
+            rate=round(rate, 2), eta_s=round((total - done) / rate, 1) if rate > 0 and done < total else None)
 
 
 @dataclass

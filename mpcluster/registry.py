@@ -9,11 +9,15 @@ No lock and no clock of its own: the dispatcher holds the lock and passes ``now`
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass, field
 from enum import Enum
 
 # What a worker reports about itself that the registry keeps (for `status` and the page).
-INFO_FIELDS = ("ip", "host", "pid", "python", "batch", "mode")
+INFO_FIELDS = ("ip", "host", "pid", "python", "version", "batch", "mode", "threads", "processes", "kinds")
+#: Each worker's throughput is sampled this often, and this many samples are kept (five minutes).
+SAMPLE_SECONDS = 5.0
+SAMPLES_KEPT = 60
 
 
 class WorkerStatus(Enum):
@@ -37,6 +41,9 @@ class WorkerState:
     done: int = 0
     errors: int = 0
     duplicates: int = 0
+    restarts: int = 0  # new processes seen under this id
+    history: deque = field(default_factory=lambda: deque(maxlen=SAMPLES_KEPT))  # tasks done per sample
+    _done_at_sample: int = 0
 
 
 @dataclass
@@ -52,6 +59,7 @@ class Touch:
 class Registry:
     def __init__(self) -> None:
         self._workers: dict[str, WorkerState] = {}
+        self._sampled = 0.0
 
     def __iter__(self):
         return iter(self._workers.values())
@@ -78,6 +86,7 @@ class Registry:
             t.back_from, w.status = w.status, WorkerStatus.ALIVE
         if new_process:
             t.restarted = bool(w.session)
+            w.restarts += t.restarted
             w.session = session
         w.info.update({k: v for k, v in info.items() if k in INFO_FIELDS})
         w.ip = str(w.info.get("ip", w.ip))
@@ -107,12 +116,33 @@ class Registry:
             w.status = WorkerStatus.LEFT
         return w
 
-    def rows(self, now: float, leased) -> list[dict]:
-        """One plain dict per worker, for `status` (``leased(worker id)`` counts its leases)."""
-        return [{"id": w.id, "ip": w.ip, "state": w.status.value, "last_heartbeat_s": round(now - w.last_seen, 2),
-                 "leased": leased(w.id), "done": w.done, "errors": w.errors, "duplicates": w.duplicates,
-                 "python": w.info.get("python", ""), "host": w.info.get("host", ""), "mode": w.info.get("mode", "")}
-                for w in self._workers.values()]
+    def sample(self, now: float) -> None:
+        """Every SAMPLE_SECONDS, note how many tasks each worker finished since the last sample."""
+        if now - self._sampled < SAMPLE_SECONDS:
+            return
+        self._sampled = now
+        for w in self._workers.values():
+            w.history.append(w.done - w._done_at_sample)
+            w._done_at_sample = w.done
+
+    def rows(self, now: float, leased, timeout: float) -> list[dict]:
+        """One plain dict per worker, for `status` and the page (``leased(worker id)`` counts its leases;
+        ``gone_in_s`` counts down to the moment a silent worker is marked gone, after ``timeout``)."""
+        out = []
+        for w in self._workers.values():
+            age = now - w.last_seen
+            live = w.status in (WorkerStatus.ALIVE, WorkerStatus.STOPPING)
+            out.append({
+                "id": w.id, "ip": w.ip, "state": w.status.value, "last_heartbeat_s": round(age, 2),
+                "gone_in_s": round(max(0.0, timeout - age), 2) if live else None,
+                "leased": leased(w.id), "done": w.done, "errors": w.errors, "duplicates": w.duplicates,
+                "python": w.info.get("python", ""), "version": w.info.get("version", ""),
+                "host": w.info.get("host", ""), "mode": w.info.get("mode", ""),
+                "threads": w.info.get("threads", 1), "processes": w.info.get("processes", 0),
+                "kinds": list(w.info.get("kinds", ())), "history": list(w.history),
+                "restarts": w.restarts, "first_seen": round(w.first_seen, 3),
+            })
+        return out
 
     def alive(self) -> int:
         return sum(1 for w in self._workers.values() if w.status is WorkerStatus.ALIVE)

@@ -39,5 +39,16 @@ def test_stopping_is_reported_by_the_worker_and_rows_are_plain():
     r = Registry()
     r.touch("w1", {"session": "a", "state": "stopping", "ip": "10.0.0.4"}, now=0)
     assert r.get("w1").status is WorkerStatus.STOPPING and r.alive() == 0
-    [row] = r.rows(now=1.5, leased=lambda wid: 3)
+    [row] = r.rows(now=1.5, leased=lambda wid: 3, timeout=10)
     assert row["state"] == "stopping" and row["leased"] == 3 and row["last_heartbeat_s"] == 1.5
+    assert row["gone_in_s"] == 8.5  # the countdown to "gone" the page shows
+
+
+def test_throughput_is_sampled_every_five_seconds():
+    r = Registry()
+    r.touch("w1", None, now=0)
+    w = r.get("w1")
+    for t, done in ((5, 4), (6, 9), (10, 12), (15, 12)):
+        w.done = done
+        r.sample(now=t)  # the sample at t=6 is skipped: too soon after t=5
+    assert list(w.history) == [4, 8, 0]
