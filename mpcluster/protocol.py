@@ -2,10 +2,27 @@
 link that connects to a master, detects a plain classic master, and rebuilds itself after the master goes away.
 
 Records on the wire are plain dicts, lists, strs and numbers, so any Python >= 3.8 on either end can read them.
+The dispatcher's calls a worker makes (each a method on the ``get_dispatcher`` proxy):
 
-A task (master -> worker):   {"job": str, "id": int, "kind": str, "args": dict, "attempt": int}
-A result (worker -> master): {"job": str, "id": int, "ok": bool, "value": ..., "error": str | None,
-                              "worker": str, "ip": str, "elapsed": float, "attempt": int}
+``lease(worker, max_n, wait_s, info, kinds)`` -> [task, ...]
+    Long-poll up to ``wait_s`` for up to ``max_n`` tasks of the ``kinds`` named (None: any kind). A task:
+    ``{"job": str, "id": int, "kind": str, "args": str (a JSON object's text), "timeout": float | None,
+    "attempt": int}`` (``attempt`` counts from 1; ``timeout`` is the job's per-task time limit in seconds).
+``heartbeat(worker, info, keys)`` -> ``{"leases": int, "lease_seconds": float, "heartbeat_seconds": float,
+    "cancel": [[job, id], ...]}``
+    Renews the leases named in ``keys`` ([[job, id], ...]: the tasks the worker knows it holds, done or not, until
+    acknowledged or handed back) and no others. ``cancel`` lists named keys whose job was cancelled: stop them
+    and drop their results. The worker heartbeats every ``heartbeat_seconds`` (the master's setting).
+``ack(worker, [result, ...])`` -> ``{"accepted": int, "dropped": int}``
+    A result: ``{"job": str, "id": int, "ok": bool, "value": JSON value (ok), "error": {"type": str,
+    "message": str, "traceback": str} (not ok), "elapsed": float, "ip": str}``.
+``release(worker, [[job, id], ...])`` -> int: hand back tasks not started (a stopping worker).
+``goodbye(worker)`` -> int: leaving; hands back whatever is still leased to it.
+
+``info`` is what the worker says about itself: ``{"session": str (one per process), "state": "alive" |
+"stopping", "ip", "host", "pid", "python", "version", "mode", "threads": int, "processes": int,
+"kinds": [str, ...], "batch": int}``. A heartbeat with ``"state": "stopping"`` also ends the worker's long
+polls at once.
 """
 
 from __future__ import annotations
