@@ -24,7 +24,8 @@ def test_kinds_compute_the_right_values():
         ("sleep", {"seconds": float("nan")}, "seconds=nan is out of range"),
         ("primes", {"n": 10**12}, "n=1000000000000 is out of range: expected 0 to 10000000"),
         ("primes", {"n": -5}, "n=-5 is out of range"),
-        ("square", [1, 2], "task arguments must be a dict, got list"),
+        ("square", [1, 2], "task arguments must be a JSON object, got list"),
+        ("square", {"n": 2, "sides": 4}, "unexpected argument 'sides': expected n, seconds"),
     ],
 )
 def test_bad_tasks_are_refused_with_a_clear_message(kind, args, message):
