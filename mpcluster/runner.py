@@ -1,0 +1,248 @@
+"""Running one task, in a thread or in a child process, so that the thread that waits for it can stop waiting.
+
+A slot's runner thread never runs a task itself: it hands the task to an executor and waits, so a cancel from the
+master, the end of the stop grace or the task's time limit can end the wait at once. Two executors:
+
+- ``ThreadExecutor`` runs tasks in a helper thread. A thread cannot be killed: a task past its time limit (or
+  cancelled) has its abort event set (the built-in kinds stop at once: ``tasks.pause``) and is *abandoned*; its
+  helper finishes it in the background, its result is discarded, and the next task gets a new helper.
+- ``ProcessExecutor`` runs tasks in one child process (CPU-bound kinds: each child has its own GIL), fed over a
+  Pipe one task at a time. Stopping a task kills the child (SIGKILL); a child that dies by itself (segfault,
+  os._exit, the OOM killer) gives a ``WorkerProcessDied`` error result. Either way the next task gets a fresh child.
+
+Every wait is bounded or wakeable (``wake``), so a dead child or a stuck task never hangs the worker.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import queue
+import signal
+import threading
+import time
+from multiprocessing.connection import wait as wait_any
+
+from . import tasks as kinds
+
+
+def parse_args(raw: object) -> object:
+    """A task's arguments: the protocol sends a JSON object's text (an older master sent the object itself)."""
+    if not isinstance(raw, str):
+        return raw
+    try:
+        return json.loads(raw)
+    except ValueError as e:
+        raise kinds.TaskError(f"the task's arguments are not valid JSON ({e})") from None
+
+
+def execute(task: dict, worker: str = "", ip: str = "", abort: threading.Event | None = None) -> dict:
+    """Run one task and return its result record; never raises for anything the task does (error result instead:
+    its type, message and bounded worker-side traceback)."""
+    started = time.monotonic()
+    try:
+        value, ok, error = kinds.run(task.get("kind"), parse_args(task.get("args")), abort), True, None
+    except (Exception, SystemExit) as e:  # a task must never end its worker, not even with sys.exit()
+        value, ok, error = None, False, kinds.error_info(e)
+    return {"job": task.get("job"), "id": task.get("id"), "ok": ok, "value": value, "error": error,
+            "worker": worker, "ip": ip, "elapsed": round(time.monotonic() - started, 4)}
+
+
+def failure(task: dict, worker: str, ip: str, kind: str, message: str, elapsed: float) -> dict:
+    """An error result the worker makes for a task it had to stop (no traceback: the task did not raise)."""
+    return {"job": task.get("job"), "id": task.get("id"), "ok": False, "value": None,
+            "error": {"type": kind, "message": message, "traceback": ""}, "worker": worker, "ip": ip,
+            "elapsed": round(elapsed, 4)}
+
+
+class _Call:
+    """One task handed to a helper thread; ``finished`` is set before ``bell`` rings."""
+
+    def __init__(self, task: dict, bell: threading.Event):
+        self.task, self.bell = task, bell
+        self.abort = threading.Event()
+        self.result: dict | None = None
+        self.finished = False
+
+
+def _helper(inbox: queue.SimpleQueue, worker: str, ip: str) -> None:
+    while (call := inbox.get()) is not None:
+        call.result = execute(call.task, worker, ip, call.abort)
+        call.finished = True
+        call.bell.set()
+
+
+class ThreadExecutor:
+    """Runs one task at a time in a helper thread (daemon: an abandoned task never holds up the worker's exit)."""
+
+    kills = False  # a thread cannot be killed, only abandoned
+
+    def __init__(self, worker: str, ip: str = ""):
+        self.worker, self.ip = worker, ip
+        self._bell = threading.Event()  # rung by the helper when done, and by wake()
+        self._inbox: queue.SimpleQueue | None = None
+        self._call: _Call | None = None
+
+    def start(self, task: dict) -> None:
+        if self._inbox is None:
+            self._inbox = queue.SimpleQueue()
+            threading.Thread(target=_helper, args=(self._inbox, self.worker, self.ip), name="task",
+                             daemon=True).start()
+        self._bell.clear()
+        self._call = _Call(task, self._bell)
+        self._inbox.put(self._call)
+
+    def wait(self, seconds: float | None) -> dict | None:
+        """The result, or None if ``seconds`` passed or ``wake`` was called first."""
+        self._bell.wait(seconds)
+        self._bell.clear()  # then look: a result that rang just before the clear is still seen here
+        call = self._call
+        if call is not None and call.finished:
+            self._call = None
+            return call.result
+        return None
+
+    def stop(self) -> None:
+        """Abandon the running task: ask it to stop (tasks.pause honours this), stop waiting for it, and give the
+        next task a new helper; the old one ends after this task and its result is thrown away."""
+        call, inbox = self._call, self._inbox
+        self._call = self._inbox = None
+        if call is not None:
+            call.abort.set()
+        if inbox is not None:
+            inbox.put(None)
+        self._bell = threading.Event()  # the abandoned call keeps ringing the old one, which nobody waits on
+
+    def wake(self) -> None:
+        self._bell.set()
+
+    def close(self) -> None:
+        self.stop()
+
+
+def start_method() -> str:
+    """forkserver where there is one (Linux, macOS), else spawn; never fork: a worker has threads (forking a
+    threaded process is unsafe, and 3.14 changes the default), and a forked child would inherit the worker's end
+    of its own pipe, so it would never see EOF if the worker died."""
+    return "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
+
+
+def _child_main(conn, tasks_dir: str, modules: str | None) -> None:
+    """A process slot's child: load the user's task modules (the worker already logged any that fail), then run
+    tasks one at a time until the worker closes the pipe."""
+    # Ctrl-C in a terminal reaches the whole process group: the worker decides when a task stops, not the key.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    kinds.load_modules(tasks_dir, modules)
+    while True:
+        try:
+            task = conn.recv()
+        except (EOFError, OSError):
+            return
+        if task is None:
+            return
+        conn.send(execute(task))
+
+
+class ProcessExecutor:
+    """Runs one task at a time in a child process owned by one runner thread (only that thread calls start, wait
+    and stop; other threads only ``wake`` it)."""
+
+    kills = True
+
+    def __init__(self, worker: str, ip: str, tasks_dir: str, modules: str | None,
+                 context: multiprocessing.context.BaseContext | None = None):
+        self.worker, self.ip = worker, ip
+        self._args = (tasks_dir, modules)
+        self._ctx = context or multiprocessing.get_context(start_method())
+        self._child = self._conn = None
+        self._task: dict | None = None
+        self._started = 0.0
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_r, False)
+        os.set_blocking(self._wake_w, False)
+        self.pids: list[int] = []  # every child started (tests and logs)
+
+    @property
+    def pid(self) -> int | None:
+        return self._child.pid if self._child is not None else None
+
+    def _spawn(self) -> None:
+        ours, theirs = self._ctx.Pipe()
+        child = self._ctx.Process(target=_child_main, args=(theirs, *self._args), name="mpcluster-task", daemon=True)
+        child.start()
+        theirs.close()  # only the child holds its end: if the child dies, our reads see EOF
+        self._child, self._conn = child, ours
+        self.pids.append(child.pid)
+
+    def start(self, task: dict) -> None:
+        if self._child is None or not self._child.is_alive():
+            self._discard()
+            self._spawn()
+        self._task, self._started = task, time.monotonic()
+        try:
+            self._conn.send(task)
+        except OSError:
+            pass  # the child died just now: wait() sees its sentinel and says so
+
+    def wait(self, seconds: float | None) -> dict | None:
+        """The result (a dead child's is a WorkerProcessDied error), or None if ``seconds`` passed or ``wake``
+        was called first."""
+        ready = wait_any([self._conn, self._child.sentinel, self._wake_r], seconds)
+        if self._wake_r in ready:
+            try:
+                while os.read(self._wake_r, 512):
+                    pass
+            except BlockingIOError:
+                pass
+        if self._conn in ready:
+            try:
+                result = self._conn.recv()
+                result.update(worker=self.worker, ip=self.ip)
+                self._task = None  # the child is idle again
+                return result
+            except (EOFError, OSError):
+                pass  # it died before answering: see below
+        if self._conn in ready or self._child.sentinel in ready:
+            self._child.join(5)
+            code, task = self._child.exitcode, self._task or {}
+            self._discard()
+            return failure(task, self.worker, self.ip, "WorkerProcessDied",
+                           f"the process running the task died (exit code {code})", time.monotonic() - self._started)
+        return None
+
+    def stop(self) -> None:
+        """Kill the child running the task (SIGKILL: a task cannot refuse); the next task gets a fresh one."""
+        if self._child is not None:
+            self._child.kill()
+            self._child.join(5)
+        self._discard()
+
+    def _discard(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+        if self._child is not None and self._child.exitcode is not None:
+            self._child.close()
+        self._child = self._conn = None
+        self._task = None
+
+    def wake(self) -> None:
+        try:
+            os.write(self._wake_w, b"!")
+        except (BlockingIOError, OSError):
+            pass  # already ringing, or closed
+
+    def close(self) -> None:
+        """End the child (asked to leave if idle, killed otherwise) and the wake pipe."""
+        if self._child is not None and self._task is None:
+            try:
+                self._conn.send(None)
+                self._child.join(2)
+            except OSError:
+                pass
+        self.stop()
+        for fd in (self._wake_r, self._wake_w):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
