@@ -34,7 +34,10 @@ def result_line(n: int) -> str:
 
 
 def error_line(item: object, error: object) -> str:
-    """What goes on the lesson's result queue when an item could not be squared (the lesson has no errors)."""
+    """What goes on the lesson's result queue when an item could not be squared (the lesson has no errors).
+    ``error`` is a worker's error record ({"type", "message", "traceback"}) or a plain message."""
+    if isinstance(error, dict):
+        error = error.get("message", error)
     return f"error: task {item!r:.40}: {error}"
 
 

@@ -37,7 +37,7 @@ def test_bad_tasks_are_refused_with_a_clear_message(kind, args, message):
 def test_a_bad_task_gives_an_error_result_and_the_worker_goes_on():
     r = execute({"job": "j", "id": 1, "kind": "primes", "args": {"n": 10**12}}, "w1", "10.0.0.1")
     assert (r["ok"], r["value"], r["id"], r["worker"]) == (False, None, 1, "w1")
-    assert "n=1000000000000 is out of range" in r["error"]
+    assert r["error"]["type"] == "TaskError" and "n=1000000000000 is out of range" in r["error"]["message"]
 
 
 def test_an_exception_inside_a_task_becomes_its_error_result(monkeypatch):
@@ -46,7 +46,9 @@ def test_an_exception_inside_a_task_becomes_its_error_result(monkeypatch):
 
     monkeypatch.setattr(tasks, "run", boom)
     r = execute({"job": "j", "id": 2, "kind": "square", "args": {"n": 1}}, "w1", "")
-    assert r["ok"] is False and r["error"] == "ZeroDivisionError: division by zero in the task"
+    assert r["ok"] is False
+    assert (r["error"]["type"], r["error"]["message"]) == ("ZeroDivisionError", "division by zero in the task")
+    assert "in boom" in r["error"]["traceback"]  # the worker-side traceback travels with it
 
 
 def test_simulated_work_stops_when_the_worker_aborts():
