@@ -236,8 +236,10 @@ def load_modules(tasks_dir: str, modules: str | None) -> list[str]:
             frames = traceback.extract_tb(e.__traceback__)
             if frames:
                 where = f" ({os.path.basename(frames[-1].filename)}, line {frames[-1].lineno})"
-            if isinstance(e, SyntaxError) and e.lineno:
+            message = str(e).splitlines()[0] if str(e) else ""
+            if isinstance(e, SyntaxError) and e.lineno:  # str(e) would name the place too: say it once
                 where = f" ({os.path.basename(e.filename or name)}, line {e.lineno})"
+                message = e.msg
             problems.append(f"cannot import task module {name!r} from {tasks_dir}: {type(e).__name__}: "
-                            f"{str(e).splitlines()[0] if str(e) else ''}{where}")
+                            f"{message}{where}")
     return problems
