@@ -197,7 +197,8 @@ class Worker:
         link = self.link()
         with self._kept_lock:
             outbox, self._kept = self._kept, []
-        deadline = time.monotonic() + max(1.0, self.stop_grace)
+        # Results to deliver or leases to hand back are worth the whole grace; a goodbye alone, one second.
+        deadline = time.monotonic() + (max(1.0, self.stop_grace) if outbox or self.holdings.keys() else 1.0)
         said_error = False
         while time.monotonic() < deadline:
             try:
