@@ -282,6 +282,28 @@ def test_a_cancel_in_a_heartbeat_reply_stops_the_running_task_and_drops_the_queu
     assert worker.holdings.keys() == []
 
 
+def test_short_tasks_run_on_the_slots_own_thread_and_can_still_be_cancelled():
+    leases = [[t("t_thread", 1)], [t("square", i, {"n": i, "seconds": 0}) for i in (2, 3, 4)], [t("t_thread", 5)],
+              [t("sleep", 6, {"seconds": 30})], [t("square", 7, {"n": 7, "seconds": 0})],
+              [t("sleep", 8, {"seconds": 30})]]
+
+    def heartbeat(link, args):
+        return {"leases": 1, "heartbeat_seconds": 0.05, "cancel": [["j", 6]]} if ["j", 6] in args[2] else None
+
+    master = ScriptedMaster(on={"heartbeat": heartbeat, "lease": lambda link, args: leases.pop(0) if leases else None,
+                                "release": lambda link, args: len(args[1])})
+    worker = worker_for(master, stop_grace=0.2)
+    th = start(worker)
+    master.await_(lambda: any(["j", 8] in a[2] for m, a, _ in master.calls if m == "heartbeat"))
+    stop(worker, th)
+    values = {r["id"]: r["value"] for r in acked(master)}
+    assert released(master) == [("j", 8)]  # running inline when the grace ended: stopped and handed back
+    # the first task, before the slot knows how long tasks take, goes to a helper thread; once they are known to
+    # be short, the slot runs them itself (a hand-over costs more than such a task)
+    assert (values[1], values[5]) == ("task", "thread 1")
+    assert 6 not in values and values[7] == 49  # the inline 30 s sleep was cancelled through its abort event
+
+
 def test_a_cancel_kills_a_process_slots_child_and_the_next_task_gets_a_new_one():
     leases = [[t("t_spin", 1, {"seconds": 60})], [t("t_pid", 2)]]
 

@@ -62,3 +62,9 @@ def hang() -> str:
     RELEASE.wait(30)
     FINISHED.set()
     return "late"
+
+
+@task("t_thread")
+def thread_name() -> str:
+    """Which thread ran the task: a slot's own ("thread 1") or a helper ("task")."""
+    return threading.current_thread().name
