@@ -14,7 +14,7 @@ export WORKERS
 COMPOSE := docker compose
 KEY := .secrets/authkey
 
-.PHONY: help up down scale job status logs ps test test-unit test-integration base key check-docker check-python check-workers lint clean
+.PHONY: help up down lesson scale job results cancel status logs ps test test-unit test-integration base key check-docker check-python check-workers lint clean
 
 help:  ## List the targets
 	@grep -E '^[0-9a-zA-Z_-]+:.*?## .*$$' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "\033[36m%-18s\033[0m %s\n", $$1, $$2}'
@@ -53,6 +53,17 @@ up: check-workers check-docker key base  ## Build what is missing, start a maste
 	  echo "--- the demo job (master log) ---"; \
 	  $(COMPOSE) logs --no-log-prefix master | sed 's/\x1b\[[0-9;]*[A-Za-z]//g' | grep -E 'Put task|Try get|Result:|joined|Demo job'; fi
 	@echo "--- $(WORKERS) workers connected; try: make job TASKS=40, make status, make logs, make down ---"
+
+LESSON_PROJECT ?= mpcluster-lesson
+LESSON := $(COMPOSE) -p $(LESSON_PROJECT) -f compose.lesson.yaml
+lesson: check-workers check-docker key base  ## The lesson's own two scripts as the cluster: a master and WORKERS workers, their lines, then gone
+	@$(LESSON) down -v --remove-orphans -t 1 >/dev/null 2>&1 || true
+	@$(LESSON) up -d --build --scale worker=$(WORKERS) >/dev/null 2>&1 || { $(LESSON) logs; $(LESSON) down -v -t 1 >/dev/null 2>&1; echo "make: the lesson's containers did not start"; exit 1; }
+	@for c in $$($(LESSON) ps -aq); do docker inspect -f '{{.Name}} is host {{.Config.Hostname}} at {{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}' $$c | sed 's|^/||'; done
+	@master=$$($(LESSON) ps -aq master); code=$$(timeout 180 docker wait $$master || echo 124); \
+	  $(LESSON) logs --no-color --timestamps | sed 's/\x1b\[[0-9;]*[A-Za-z]//g' | $(PYTHON) scripts/lesson-log; \
+	  echo "--- the lesson's master exited ($$code); its workers are stopped and everything is removed ---"; \
+	  $(LESSON) down -v --remove-orphans -t 1 >/dev/null 2>&1; exit $$code
 
 scale: check-workers check-docker  ## Change the number of workers of the running cluster (WORKERS=N)
 	$(COMPOSE) up -d --no-recreate --wait --scale worker=$(WORKERS)

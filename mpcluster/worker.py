@@ -7,6 +7,7 @@ what was not started, acknowledge what is done, say goodbye, exit 0.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import platform
@@ -44,13 +45,16 @@ def execute(task: dict, worker: str, ip: str, abort: threading.Event | None = No
     """Run one task; never raises for a bad task (error result instead). Raises kinds.Interrupted on abort."""
     started = time.monotonic()
     try:
-        value, ok, error = kinds.run(task.get("kind"), task.get("args"), abort), True, None
+        args = task.get("args")
+        try:
+            args = json.loads(args) if isinstance(args, str) else args
+        except ValueError as e:
+            raise kinds.TaskError(f"the task's arguments are not JSON ({e})") from None
+        value, ok, error = kinds.run(task.get("kind"), args, abort), True, None
     except kinds.Interrupted:
         raise
-    except kinds.TaskError as e:
-        value, ok, error = None, False, str(e)
     except Exception as e:  # a task must never kill its worker
-        value, ok, error = None, False, f"{type(e).__name__}: {e}"
+        value, ok, error = None, False, kinds.error_info(e)
     return {"job": task.get("job"), "id": task.get("id"), "ok": ok, "value": value, "error": error,
             "worker": worker, "ip": ip, "elapsed": round(time.monotonic() - started, 4)}
 

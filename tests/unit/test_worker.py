@@ -1,5 +1,6 @@
 """The worker's loop against a scripted master link: what it does with each kind of answer."""
 
+import json
 import threading
 
 from mpcluster.protocol import Unreachable
@@ -125,18 +126,19 @@ def test_a_lost_lease_reply_does_not_pin_the_task_while_the_worker_lives():
     from mpcluster.dispatcher import Dispatcher
 
     d = Dispatcher(lease_seconds=1.0, heartbeat_seconds=0.1)
-    d.submit({"id": "j", "tasks": [{"id": 0, "kind": "square", "args": {"n": 4, "seconds": 0}}]})
+    d.submit({"id": "j", "kind": "square", "tasks": [{"n": 4, "seconds": 0}]})
     link = InProcessLink(d, {"lease": 1})  # the master granted the task, but the worker never heard of it
     worker = Worker(link, "w1", batch_max=10, stop_grace=1, heartbeat_seconds=0.1)
     t = threading.Thread(target=worker.run, daemon=True)
     t.start()
     end = time.monotonic() + 10
     try:
-        while not d.results("j", 0)[2]["complete"]:
+        while not d.job("j")["complete"]:
             assert time.monotonic() < end, f"the task was never run again: {d.status()['queues']}"
             time.sleep(0.05)
     finally:
         worker.stop.set()
         t.join(10)
     _, [r], summary = d.results("j", 0)
+    r = json.loads(r)
     assert (r["value"], r["worker"], summary["redeliveries"]) == (16, "w1", 1)
