@@ -6,12 +6,16 @@ WORKERS ?= 3
 TASKS ?= 20
 KIND ?= square
 TASK_SECONDS ?= 1.0
+ARGS ?=
+JOB ?=
 PYTHON ?= python3
 VENV ?= .venv
 PYTEST_ARGS ?=
 export WORKERS
 
 COMPOSE := docker compose
+# A terminal gets one (the live progress line of `make job`); CI and pipes get plain lines.
+EXEC := $(COMPOSE) exec $(shell [ -t 0 ] && [ -t 1 ] || echo -T)
 KEY := .secrets/authkey
 
 .PHONY: help up down lesson scale job results cancel status logs ps test test-unit test-integration base key check-docker check-python check-workers lint clean
@@ -69,8 +73,17 @@ scale: check-workers check-docker  ## Change the number of workers of the runnin
 	$(COMPOSE) up -d --no-recreate --wait --scale worker=$(WORKERS)
 	@$(COMPOSE) exec -T master python3 -m mpcluster status --wait-workers $(WORKERS) --timeout 60 | head -3
 
-job: check-docker  ## Submit a job to the running master (TASKS=, KIND=square|sleep|primes, TASK_SECONDS=)
-	$(COMPOSE) exec -T master python3 -m mpcluster submit --tasks $(TASKS) --kind $(KIND) --seconds $(TASK_SECONDS)
+job: check-docker  ## Submit a job to the running master (TASKS=, KIND=square|sleep|primes|yours, TASK_SECONDS=, ARGS='{"json": 1}')
+	$(EXEC) master python3 -m mpcluster submit --tasks $(TASKS) --kind $(KIND) --seconds $(TASK_SECONDS) \
+	  $(if $(ARGS),--args '$(ARGS)')
+
+results: check-docker  ## Follow a job submitted earlier, from its first result (JOB=id)
+	@[ -n "$(JOB)" ] || { echo "make: say which job: make results JOB=job-... (make status lists them)"; exit 2; }
+	$(EXEC) master python3 -m mpcluster results $(JOB)
+
+cancel: check-docker  ## Cancel a job: drop what has not run, stop what runs (JOB=id)
+	@[ -n "$(JOB)" ] || { echo "make: say which job: make cancel JOB=job-... (make status lists them)"; exit 2; }
+	$(COMPOSE) exec -T master python3 -m mpcluster cancel $(JOB)
 
 status: check-docker  ## Show the cluster as the master sees it
 	@$(COMPOSE) exec -T master python3 -m mpcluster status

@@ -17,6 +17,7 @@ from .jobs import (
     Job,
     JobState,
     Key,
+    record_json,
     result_record,
 )
 from .protocol import CLASSIC_JOB
@@ -132,13 +133,14 @@ class JobBook:
     def plan_ack(self, results: list[dict], worker: str, ip: str, now: float) -> AckPlan:
         """Sort one ack's results into fresh ones (as records), duplicates, classic ones and dropped ones, with the
         journal rows and counters that record them, changing nothing: the journal is written before ``apply``."""
-        plan, taken = AckPlan(), set()
+        plan, taken, last = AckPlan(), set(), None
         for r in results:
             job_id, i = r.get("job"), r.get("id")
             if job_id == CLASSIC_JOB and isinstance(i, int):
                 plan.classic.append(r)
                 continue
-            job = self.get(job_id)
+            job = last if last is not None and last.id == job_id else self.get(job_id)  # an ack is mostly one job
+            last = job
             if job is None or isinstance(i, bool) or not isinstance(i, int) or not 0 <= i < job.added \
                     or job.state is JobState.CANCELLED:
                 plan.dropped += 1  # not a task of ours, or of a job forgotten or cancelled since
@@ -167,8 +169,8 @@ class JobBook:
         seq: dict[str, int] = {}
         for job, rec in plan.fresh:
             seq[job.id] = seq.get(job.id, job.n_done) + 1
-            plan.rows.append((job.id, seq[job.id], rec["id"], rec["worker"], int(rec["ok"]), rec["elapsed"],
-                              json.dumps(rec, separators=(",", ":"))))
+            text = record_json(rec)  # first: it may turn a non-JSON value into an error
+            plan.rows.append((job.id, seq[job.id], rec["id"], rec["worker"], int(rec["ok"]), rec["elapsed"], text))
             if seq[job.id] == job.added and job.closed and job.state is JobState.RUNNING:  # this ack completes it
                 plan.counters.setdefault(job.id, {}).update(finished=now, state=JobState.DONE.value)
         for job, _ in plan.dupes:

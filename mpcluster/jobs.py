@@ -36,6 +36,10 @@ DEFAULT_MAX_ATTEMPTS = 3
 
 Key = tuple[str, int]
 
+#: JSON text as stored and sent: compact, and strict (NaN and infinities are not JSON). One encoder for all calls:
+#: json.dumps with options would build a new one each time, which costs more than the encoding of a small task.
+to_json = json.JSONEncoder(separators=(",", ":"), allow_nan=False).encode
+
 
 class JobState(Enum):
     RUNNING = "running"
@@ -200,7 +204,7 @@ def _args_text(kind: str, tid: int, args: object) -> str:
         except kinds.TaskError as e:
             raise ValueError(f"task {tid}: {e}") from None
     try:
-        text = json.dumps(args, separators=(",", ":"), allow_nan=False)
+        text = to_json(args)
     except (TypeError, ValueError) as e:
         raise ValueError(f"task {tid}: arguments are not JSON ({e})") from None
     if len(text) > MAX_ARGS_BYTES:
@@ -221,14 +225,9 @@ class AckPlan:
 
 
 def result_record(task_id: int, worker: str, ip: str, r: dict, attempt: int) -> dict:
-    """The stored form of a result: JSON values only, so it journals and travels to any client."""
+    """The stored form of a result: JSON values only, so it journals and travels to any client (``record_json``
+    checks the value when it encodes the record)."""
     ok, value, error = bool(r.get("ok")), r.get("value"), r.get("error")
-    if ok:
-        try:
-            json.dumps(value, allow_nan=False)
-        except (TypeError, ValueError):
-            ok, value, error = False, None, {"type": "TaskError", "message": f"the worker returned a "
-                                                                             f"{type(value).__name__}, not a JSON value"}
     if not ok:
         e = error if isinstance(error, dict) else {"type": "Error", "message": str(error)}
         error = {"type": str(e.get("type", "Error"))[:100], "message": str(e.get("message", ""))[:1000],
@@ -239,3 +238,13 @@ def result_record(task_id: int, worker: str, ip: str, r: dict, attempt: int) -> 
             "elapsed": round(elapsed, 6) if isinstance(elapsed, (int, float)) and not isinstance(elapsed, bool)
             else None}
 
+
+
+def record_json(rec: dict) -> str:
+    """A result record as JSON text; a value that is not JSON becomes an error result saying so (in ``rec`` too)."""
+    try:
+        return to_json(rec)
+    except (TypeError, ValueError):
+        rec.update(ok=False, error={"type": "TaskError", "message": f"the worker returned a "
+                                    f"{type(rec['value']).__name__}, not a JSON value", "traceback": ""}, value=None)
+        return to_json(rec)
