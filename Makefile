@@ -6,15 +6,19 @@ WORKERS ?= 3
 TASKS ?= 20
 KIND ?= square
 TASK_SECONDS ?= 1.0
+ARGS ?=
+JOB ?=
 PYTHON ?= python3
 VENV ?= .venv
 PYTEST_ARGS ?=
 export WORKERS
 
 COMPOSE := docker compose
+# A terminal gets one (the live progress line of `make job`); CI and pipes get plain lines.
+EXEC := $(COMPOSE) exec $(shell [ -t 0 ] && [ -t 1 ] || echo -T)
 KEY := .secrets/authkey
 
-.PHONY: help up down scale job status logs ps test test-unit test-integration base key check-docker check-python check-workers lint clean
+.PHONY: help up down lesson scale job results cancel status logs ps test test-unit test-integration base key check-docker check-python check-workers lint clean
 
 help:  ## List the targets
 	@grep -E '^[0-9a-zA-Z_-]+:.*?## .*$$' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "\033[36m%-18s\033[0m %s\n", $$1, $$2}'
@@ -54,12 +58,32 @@ up: check-workers check-docker key base  ## Build what is missing, start a maste
 	  $(COMPOSE) logs --no-log-prefix master | sed 's/\x1b\[[0-9;]*[A-Za-z]//g' | grep -E 'Put task|Try get|Result:|joined|Demo job'; fi
 	@echo "--- $(WORKERS) workers connected; try: make job TASKS=40, make status, make logs, make down ---"
 
+LESSON_PROJECT ?= mpcluster-lesson
+LESSON := $(COMPOSE) -p $(LESSON_PROJECT) -f compose.lesson.yaml
+lesson: check-workers check-docker key base  ## The lesson's own two scripts as the cluster: a master and WORKERS workers, their lines, then gone
+	@$(LESSON) down -v --remove-orphans -t 1 >/dev/null 2>&1 || true
+	@$(LESSON) up -d --build --scale worker=$(WORKERS) >/dev/null 2>&1 || { $(LESSON) logs; $(LESSON) down -v -t 1 >/dev/null 2>&1; echo "make: the lesson's containers did not start"; exit 1; }
+	@for c in $$($(LESSON) ps -aq); do docker inspect -f '{{.Name}} is host {{.Config.Hostname}} at {{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}' $$c | sed 's|^/||'; done
+	@master=$$($(LESSON) ps -aq master); code=$$(timeout 180 docker wait $$master || echo 124); \
+	  $(LESSON) logs --no-color --timestamps | sed 's/\x1b\[[0-9;]*[A-Za-z]//g' | $(PYTHON) scripts/lesson-log; \
+	  echo "--- the lesson's master exited ($$code); its workers are stopped and everything is removed ---"; \
+	  $(LESSON) down -v --remove-orphans -t 1 >/dev/null 2>&1; exit $$code
+
 scale: check-workers check-docker  ## Change the number of workers of the running cluster (WORKERS=N)
 	$(COMPOSE) up -d --no-recreate --wait --scale worker=$(WORKERS)
 	@$(COMPOSE) exec -T master python3 -m mpcluster status --wait-workers $(WORKERS) --timeout 60 | head -3
 
-job: check-docker  ## Submit a job to the running master (TASKS=, KIND=square|sleep|primes, TASK_SECONDS=)
-	$(COMPOSE) exec -T master python3 -m mpcluster submit --tasks $(TASKS) --kind $(KIND) --seconds $(TASK_SECONDS)
+job: check-docker  ## Submit a job to the running master (TASKS=, KIND=square|sleep|primes|yours, TASK_SECONDS=, ARGS='{"json": 1}')
+	$(EXEC) master python3 -m mpcluster submit --tasks $(TASKS) --kind $(KIND) --seconds $(TASK_SECONDS) \
+	  $(if $(ARGS),--args '$(ARGS)')
+
+results: check-docker  ## Follow a job submitted earlier, from its first result (JOB=id)
+	@[ -n "$(JOB)" ] || { echo "make: say which job: make results JOB=job-... (make status lists them)"; exit 2; }
+	$(EXEC) master python3 -m mpcluster results $(JOB)
+
+cancel: check-docker  ## Cancel a job: drop what has not run, stop what runs (JOB=id)
+	@[ -n "$(JOB)" ] || { echo "make: say which job: make cancel JOB=job-... (make status lists them)"; exit 2; }
+	$(COMPOSE) exec -T master python3 -m mpcluster cancel $(JOB)
 
 status: check-docker  ## Show the cluster as the master sees it
 	@$(COMPOSE) exec -T master python3 -m mpcluster status

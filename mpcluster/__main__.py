@@ -8,6 +8,7 @@ import os
 import sys
 
 from . import __version__
+from .api import Client
 from .config import (
     ClientSettings,
     ConfigError,
@@ -20,9 +21,8 @@ from .config import (
 )
 from .jobs import MAX_TASKS_PER_JOB
 from .protocol import AuthFailed, Link, Unreachable
-from .tasks import KINDS
 
-PUBLIC = "{master,worker,submit,status}"  # `health` is the container health check: not listed
+PUBLIC = "{master,worker,submit,results,cancel,status}"  # `health` is the container health check: not listed
 
 
 class _Parser(argparse.ArgumentParser):
@@ -59,23 +59,44 @@ def build_parser() -> argparse.ArgumentParser:
     _worker_flags(sub.add_parser("worker", help="take tasks from the master and return results"))
     p = sub.add_parser("submit", help="submit a job to a running master and wait for every result")
     _connection_flags(p)
-    p.add_argument("--tasks", required=True, metavar="N", help=f"number of tasks (1 to {MAX_TASKS_PER_JOB})")
-    p.add_argument("--kind", default="square", help=f"task kind: {', '.join(KINDS)} (default square)")
-    p.add_argument("--seconds", default="1.0", metavar="S", help="simulated work per task (default 1.0; 0 allowed)")
+    p.add_argument("--tasks", default=None, metavar="N", help=f"number of tasks (1 to {MAX_TASKS_PER_JOB})")
+    p.add_argument("--kind", default="square", help="task kind: square, sleep, primes or one of your own")
+    p.add_argument("--seconds", default="1.0", metavar="S", help="built-in kinds: simulated work per task (0 allowed)")
+    p.add_argument("--args", default=None, metavar="JSON", help="the arguments of each of the N tasks (a JSON object)")
+    p.add_argument("--input", default=None, metavar="F.jsonl", help="one task per line: a JSON object of arguments")
+    p.add_argument("--output", default=None, metavar="F.jsonl", help="write each result as a JSON line, in task order")
+    p.add_argument("--task-timeout", default=None, metavar="S", help="stop a task running longer than S seconds")
+    p.add_argument("--max-attempts", default="3", metavar="N",
+                   help="fail a task whose worker died N times running it (default 3)")
     p.add_argument("--protocol", default="mpcluster", help="mpcluster (leases, exactly-once) or classic (the lesson's queues)")
     p.add_argument("--seed", default=None, metavar="INT", help="seed for the random task numbers")
-    _wait_flags(p, "0", "give up after S seconds (0 = wait for every result)")
-    p.add_argument("--json", action="store_true", help="print a JSON summary as the last line")
-    p.add_argument("--quiet", action="store_true", help="no line per result")
+    _follow_flags(p)
+    p = sub.add_parser("results", help="follow a job submitted earlier, with the same output as submit")
+    _connection_flags(p)
+    p.add_argument("job", metavar="JOB", help="the job's id (submit prints it)")
+    p.add_argument("--output", default=None, metavar="F.jsonl", help="write each result as a JSON line, in task order")
+    _follow_flags(p)
+    p = sub.add_parser("cancel", help="cancel a job: drop what has not run, stop what runs")
+    _connection_flags(p)
+    p.add_argument("job", metavar="JOB", help="the job's id")
+    p.add_argument("--json", action="store_true", help="print the job's summary as one JSON object")
+    p.add_argument("--connect-timeout", default="30", metavar="S", help="how long to keep trying to reach the master")
     p = sub.add_parser("status", help="the cluster as the master sees it")
     _connection_flags(p)
     p.add_argument("--json", action="store_true", help="print the status as one JSON object")
+    p.add_argument("--watch", action="store_true", help="redraw every second (Ctrl-C to stop)")
     p.add_argument("--wait-workers", default="0", metavar="N", help="wait until at least N workers are alive")
     p.add_argument("--wait-job", default="", metavar="PREFIX",
                    help="wait until the newest job whose id starts with PREFIX is complete (e.g. demo-)")
     _wait_flags(p, "60", "how long --wait-workers / --wait-job wait (default 60)")
     sub.add_parser("health")  # no help: kept out of the listing
     return parser
+
+
+def _follow_flags(p: argparse.ArgumentParser) -> None:
+    _wait_flags(p, "0", "give up after S seconds (0 = wait for every result)")
+    p.add_argument("--json", action="store_true", help="print a JSON summary as the last line")
+    p.add_argument("--quiet", action="store_true", help="no line per result, no progress")
 
 
 def _setup_logging(level: str) -> None:
@@ -119,28 +140,52 @@ def cmd_worker(args) -> int:
     return worker.main(settings, lambda: _link(args, settings))  # one link per thread: see Worker.link
 
 
+def _client(args, settings: ClientSettings) -> Client:
+    connect_timeout = parse_float("--connect-timeout", args.connect_timeout, 0, 86400)
+    return Client(link=_link(args, settings), connect_timeout=connect_timeout)
+
+
 def cmd_submit(args) -> int:
+    from . import client, jobsource
+
+    settings = ClientSettings.from_env()
+    _setup_logging(settings.log_level)
+    timeout, _ = _timeouts(args)
+    seed = None if args.seed is None else parse_int("--seed", args.seed, -(2**63), 2**63)
+    if args.protocol == "classic":
+        from .classic import submit_classic
+
+        n = parse_int("--tasks", args.tasks or "10", 1, MAX_TASKS_PER_JOB)
+        return submit_classic(_link(args, settings), n, seed, as_json=args.json, timeout=timeout,
+                              connect_timeout=_timeouts(args)[1])
+    if args.protocol != "mpcluster":
+        raise ConfigError(f"--protocol={args.protocol!r} is not valid: expected mpcluster or classic")
+    source = jobsource.from_flags(args, seed)
+    task_timeout = None if args.task_timeout is None else parse_float("--task-timeout", args.task_timeout, 0.001, 86400)
+    with _client(args, settings) as c:
+        return client.submit(c, source.kind, source.args(), source.total, as_json=args.json, timeout=timeout,
+                             quiet=args.quiet, output=args.output, task_timeout=task_timeout,
+                             max_attempts=parse_int("--max-attempts", args.max_attempts, 1, 100),
+                             seconds=source.seconds)
+
+
+def cmd_results(args) -> int:
     from . import client
 
     settings = ClientSettings.from_env()
     _setup_logging(settings.log_level)
-    n = parse_int("--tasks", args.tasks, 1, MAX_TASKS_PER_JOB)
-    seed = None if args.seed is None else parse_int("--seed", args.seed, -(2**63), 2**63)
-    timeout, connect_timeout = _timeouts(args)
-    if args.protocol == "classic":
-        from .classic import submit_classic
+    with _client(args, settings) as c:
+        return client.results(c, args.job, as_json=args.json, timeout=_timeouts(args)[0], quiet=args.quiet,
+                              output=args.output)
 
-        return submit_classic(_link(args, settings), n, seed, as_json=args.json, timeout=timeout,
-                              connect_timeout=connect_timeout)
-    if args.protocol != "mpcluster":
-        raise ConfigError(f"--protocol={args.protocol!r} is not valid: expected mpcluster or classic")
-    if args.kind not in KINDS:
-        raise ConfigError(f"--kind={args.kind!r} is not valid: expected one of {', '.join(KINDS)}")
-    # The range (0-3600) is the task kinds' rule, checked per task with the kinds' own message.
-    seconds = parse_float("--seconds", args.seconds, 0)
-    items = client.make_tasks(n, args.kind, seconds, seed)
-    return client.submit(_link(args, settings), items, as_json=args.json, timeout=timeout,
-                         connect_timeout=connect_timeout, quiet=args.quiet)
+
+def cmd_cancel(args) -> int:
+    from . import client
+
+    settings = ClientSettings.from_env()
+    _setup_logging(settings.log_level)
+    with _client(args, settings) as c:
+        return client.cancel(c, args.job, args.json)
 
 
 def cmd_status(args) -> int:
@@ -148,10 +193,10 @@ def cmd_status(args) -> int:
 
     settings = ClientSettings.from_env()
     _setup_logging(settings.log_level)
-    timeout, connect_timeout = _timeouts(args)
-    return client.status(_link(args, settings), as_json=args.json, timeout=timeout, wait_job=args.wait_job,
-                         wait_workers=parse_int("--wait-workers", args.wait_workers, 0, 100_000),
-                         connect_timeout=connect_timeout)
+    timeout, _ = _timeouts(args)
+    with _client(args, settings) as c:
+        return client.status(c, as_json=args.json, timeout=timeout, wait_job=args.wait_job, watch=args.watch,
+                             wait_workers=parse_int("--wait-workers", args.wait_workers, 0, 100_000))
 
 
 def cmd_health(args) -> int:
@@ -163,8 +208,8 @@ def cmd_health(args) -> int:
     return client.health(link)
 
 
-COMMANDS = {"master": cmd_master, "worker": cmd_worker, "submit": cmd_submit, "status": cmd_status,
-            "health": cmd_health}
+COMMANDS = {"master": cmd_master, "worker": cmd_worker, "submit": cmd_submit, "results": cmd_results,
+            "cancel": cmd_cancel, "status": cmd_status, "health": cmd_health}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -174,6 +219,9 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, AuthFailed) as e:
         print(f"mpcluster {args.role}: error: {e}", file=sys.stderr)
         return 2
+    except KeyError as e:  # the master has no such job
+        print(f"mpcluster {args.role}: error: {e.args[0] if e.args else e}", file=sys.stderr)
+        return 1
     except Unreachable as e:
         print(f"mpcluster {args.role}: error: {e}", file=sys.stderr)
         return 1

@@ -34,10 +34,7 @@ def result_line(n: int) -> str:
 
 
 def error_line(item: object, error: object) -> str:
-    """What goes on the lesson's result queue when an item could not be squared (the lesson has no errors).
-    ``error`` is a worker's error record ({"type", "message", "traceback"}) or a plain message."""
-    if isinstance(error, dict):
-        error = error.get("message", error)
+    """What goes on the lesson's result queue when an item could not be squared (the lesson has no errors)."""
     return f"error: task {item!r:.40}: {error}"
 
 
@@ -52,6 +49,20 @@ def square(item: object, abort: threading.Event | None = None) -> str:
     return result_line(item)
 
 
+class NotifyingQueue(queue.Queue):
+    """The lesson's task queue, telling the master when something is put on it, so idle long polls wake on a put
+    instead of looking at the queue over and over."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._listeners: list = []
+
+    def put(self, item, block=True, timeout=None) -> None:
+        super().put(item, block, timeout)
+        for listener in self._listeners:  # after the put: the queue's own lock is free again
+            listener()
+
+
 class ClassicBridge:
     """The master's bridge from the lesson's queues to leases (no lock, no clock: the dispatcher holds both)."""
 
@@ -60,6 +71,11 @@ class ClassicBridge:
         self._taken: dict[int, object] = {}  # lease id -> the item taken from the lesson's queue
         self._seq = 0
         self.stats = {"done": 0, "redeliveries": 0, "duplicates_dropped": 0}
+
+    def on_put(self, listener) -> None:
+        """Call ``listener()`` after every put on the lesson's task queue (when it is a NotifyingQueue)."""
+        if isinstance(self.tasks, NotifyingQueue):
+            self.tasks._listeners.append(listener)
 
     def take(self, n: int) -> list[dict]:
         """Up to n items from the lesson's task queue, as tasks for our workers (never blocks)."""
@@ -71,8 +87,9 @@ class ClassicBridge:
                 break
             self._seq += 1
             self._taken[self._seq] = item
-            out.append({"job": CLASSIC_JOB, "id": self._seq, "kind": "square",
-                        "args": {"n": item, "seconds": self.seconds}})
+            args = json.dumps({"n": item, "seconds": self.seconds}) if _jsonable(item) else json.dumps({"n": repr(item)})
+            out.append({"job": CLASSIC_JOB, "id": self._seq, "kind": "square", "args": args, "timeout": None,
+                        "attempt": 1})
         return out
 
     def requeue(self, lease_id: int, redelivery: bool) -> None:
@@ -90,7 +107,9 @@ class ClassicBridge:
             return False
         self.stats["done"] += 1
         ok = result.get("ok") and isinstance(item, int)
-        self.results.put(result_line(item) if ok else error_line(item, result.get("error")))
+        error = result.get("error")
+        self.results.put(result_line(item) if ok else error_line(item, error.get("message", error)
+                                                                  if isinstance(error, dict) else error))
         return True
 
     def complete_all(self, results: list[dict]) -> int:
@@ -99,6 +118,14 @@ class ClassicBridge:
 
     def sizes(self) -> dict:
         return {"classic_tasks": self.tasks.qsize(), "classic_results": self.results.qsize()}
+
+
+def _jsonable(item: object) -> bool:
+    try:
+        json.dumps(item)
+        return True
+    except (TypeError, ValueError):
+        return False
 
 
 def serve_lesson_master(link: Link, worker_id: str, stop: threading.Event, abort: threading.Event) -> int:

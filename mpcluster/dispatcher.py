@@ -5,7 +5,7 @@ task id; a lease that expires (worker dead, frozen or cut off) or is handed back
 of the queue. Execution is therefore at-least-once, and recording is exactly-once: the first result per task id
 is kept, later ones are counted and dropped. Every call takes and returns lists, so batching costs nothing.
 
-The state lives in small types with no lock and no clock (``jobs.JobBook``, ``leases.LeaseTable``,
+The state lives in small types with no lock and no clock (``jobbook.JobBook``, ``leases.LeaseTable``,
 ``registry.Registry``, ``classic.ClassicBridge``); this facade holds the one lock, reads the one clock (wall time,
 injectable, so tests drive it by hand), writes the journal *before* memory changes, and records events.
 """
@@ -20,19 +20,21 @@ from collections import Counter, deque
 from collections.abc import Callable
 
 from . import __version__
+from . import tasks as kinds
 from .classic import ClassicBridge
-from .jobs import MAX_HELD_TASKS, JobBook, validate_job
+from .jobbook import JobBook
+from .jobs import MAX_HELD_TASKS, AckPlan, JobState, validate_chunk
 from .journal import Journal
 from .leases import Key, LeaseTable
 from .protocol import CLASSIC_JOB, valid_id
 from .registry import SAMPLE_SECONDS, Registry, WorkerState, WorkerStatus
 
 MAX_WAIT = 30.0  # longest long-poll a caller may ask for
-CLASSIC_POLL = 0.2  # the lesson's queue does not notify us: an idle long-poll looks at it this often
 
 
 def _key(k: object) -> Key | None:
-    return (k[0], k[1]) if isinstance(k, (list, tuple)) and len(k) == 2 and isinstance(k[0], str) else None
+    ok = isinstance(k, (list, tuple)) and len(k) == 2 and isinstance(k[0], str) and isinstance(k[1], int)
+    return (k[0], k[1]) if ok else None
 
 
 class EventLog:
@@ -62,24 +64,31 @@ class DispatcherBase:
                  classic: ClassicBridge | None = None, clock: Callable[[], float] = time.time,
                  max_held_tasks: int = MAX_HELD_TASKS):
         self.lease_seconds, self.heartbeat_seconds = lease_seconds, heartbeat_seconds
-        self._journal, self._classic, self._clock = journal, classic, clock
+        self._journal = journal if journal is not None else Journal()  # in memory: nothing survives a restart
+        self._classic, self._clock = classic, clock
         self._cond = threading.Condition()
         self._book, self._leases, self._registry = JobBook(max_held_tasks), LeaseTable(), Registry()
         self.events = EventLog()
         self.started = clock()
         self.master_restarts = 0
-        if journal is not None:
-            self._restore(journal)
+        if self._journal.durable:
+            self._restore()
+        if classic is not None:
+            classic.on_put(self._wake)  # the lesson's queue wakes idle long polls: no polling it
 
-    def _restore(self, journal: Journal) -> None:
-        self.master_restarts = int(journal.get_meta("starts", "0"))
-        journal.set_meta("starts", str(self.master_restarts + 1))
-        for row in journal.load():
+    def _restore(self) -> None:
+        self.master_restarts = int(self._journal.get_meta("starts", "0"))
+        self._journal.set_meta("starts", str(self.master_restarts + 1))
+        for row in self._journal.load():
             job = self._book.restore(row)
-            if not job.complete:
-                journal.update_job(job.id, restarts=job.restarts)
-                self._event(f"job {job.id} restored from the journal: {len(job.done)}/{len(job.tasks)} "
-                                   f"results kept, {len(job.tasks) - len(job.done)} tasks queued again")
+            if job.state is JobState.RUNNING:
+                self._journal.update_job(job.id, restarts=job.restarts)
+                self._event(f"job {job.id} restored from the journal: {job.n_done}/{job.added} results kept, "
+                            f"{job.pending} tasks queued again")
+
+    def _wake(self) -> None:
+        with self._cond:
+            self._cond.notify_all()
 
     def _event(self, text: str) -> None:
         self.events.add(text, self._clock())
@@ -94,54 +103,86 @@ class DispatcherBase:
             self._event(f"worker {worker_id} is back after being {t.back_from.value}")
         if t.restarted:
             # Same id, new process: the old one is dead, so what it held will never be acknowledged.
-            stale = self._leases.held_by(worker_id)
-            for key in stale:
+            stale = [(key, worker_id) for key in self._leases.held_by(worker_id)]
+            for key, _ in stale:
                 self._leases.release(key)
             self._requeue(stale, redelivery=True)
             self._event(f"worker {worker_id} restarted" +
-                               (f": {len(stale)} tasks of its previous run queued again" if stale else ""))
+                        (f": {len(stale)} tasks of its previous run queued again" if stale else ""))
+        if t.stopping:
+            self._cond.notify_all()  # its long polls end now
         return t.worker
 
     def _expire(self, now: float) -> int:
         expired = self._leases.expired(now)
-        self._requeue([lease.key for lease in expired], redelivery=True)
+        self._requeue([(lease.key, lease.worker) for lease in expired], redelivery=True)
         for (job_id, holder), n in Counter((lease.key[0], lease.worker) for lease in expired).items():
             self._event(f"{n} lease{'s' * (n > 1)} of job {job_id} held by {holder} expired: queued again")
         for w in self._registry.silent(now, self.lease_seconds):
             self._event(f"worker {w.id} gone: no heartbeat for {now - w.last_seen:.1f} s")
         return len(expired)
 
-    def _requeue(self, keys: list[Key], redelivery: bool) -> None:
-        """Keys whose lease ended unacknowledged go back to the front of their queue, in order; the jobs' counters
-        (a redelivery, or handed back) are journaled, best effort: the tasks themselves are safely queued."""
-        for key in keys:
+    def _requeue(self, ended: list[tuple[Key, str]], redelivery: bool) -> None:
+        """Leases that ended unacknowledged: their tasks go back to the front of their queue, in order. The jobs'
+        counters are journaled best effort (the tasks themselves are safely queued); poisoned tasks are failed."""
+        for key, _ in ended:
             if key[0] == CLASSIC_JOB and self._classic is not None:
                 self._classic.requeue(key[1], redelivery)
-        counters = self._book.requeue([k for k in keys if k[0] != CLASSIC_JOB], redelivery)
-        if counters and self._journal is not None:
-            try:
+        counters, poisoned = self._book.requeue([e for e in ended if e[0][0] != CLASSIC_JOB], redelivery)
+        try:
+            if counters:
                 self._journal.add_results([], counters)
-            except Exception as e:
-                self._event(f"journal: could not record counters of jobs {', '.join(counters)}: {e}")
-        if keys:
+            if poisoned:
+                self._record(self._book.plan_poisoned(poisoned, self._clock()))
+                for job, i, _, attempts in poisoned:
+                    self._event(f"task {job.id}/{i} failed: its worker died {attempts} times running it")
+        except Exception as e:  # noqa: BLE001 - the journal's disk is full, say: retry the poisoned ones later
+            self._event(f"journal: could not record counters or poisoned tasks ({e})")
+            for job, i, _, _ in poisoned:
+                job.retry.appendleft(i)
+        if ended:
             self._cond.notify_all()
 
-    def _take(self, worker: WorkerState, max_n: int, now: float) -> list[dict]:
-        # A fair share: leased-but-not-started tasks must not starve the other workers.
-        share = max(1, math.ceil(len(self._book.pending) / (self._registry.alive() or 1)))
-        taken = self._book.take(min(max_n, share), self._leases.__contains__)
-        out = [{"job": job.id, "id": t["id"], "kind": t["kind"], "args": t["args"]} for job, t in taken]
-        if not out and self._classic is not None:
-            out = self._classic.take(min(max_n, share))
+    def _record(self, plan: AckPlan) -> None:
+        """Journal first (if it raises, nothing changed), then memory."""
+        if plan.rows or plan.counters:
+            self._journal.add_results(plan.rows, plan.counters)
+        self._book.apply(plan, self._clock())
+        for job, rec in plan.fresh:
+            if self._leases.release((job.id, rec["id"])) is not None:
+                self._book.lease_ended((job.id, rec["id"]))
+        if plan.fresh:
+            self._cond.notify_all()
+
+    def _take(self, worker: WorkerState, max_n: int, kinds_wanted: set[str] | None, now: float) -> list[dict]:
+        # A fair share per slot: leased-but-not-started tasks must not starve the other workers.
+        share = max(1, math.ceil(self._book.pending() / max(1, self._registry.alive_slots())))
+        n, out = min(max_n, share), []
+        taken = self._book.take(n, kinds_wanted)
+        by_job: dict[str, list[int]] = {}
+        for job, i in taken:
+            by_job.setdefault(job.id, []).append(i)
+        for job_id, ids in by_job.items():
+            job, args = self._book.get(job_id), self._journal.task_args(job_id, ids)
+            out += [{"job": job_id, "id": i, "kind": job.kind, "args": args[i], "timeout": job.task_timeout,
+                     "attempt": job.attempts[i] + 1} for i in ids]
+        if not out and self._classic is not None and (kinds_wanted is None or "square" in kinds_wanted):
+            out = self._classic.take(n)
         self._leases.grant([(t["job"], t["id"]) for t in out], worker.id, now + self.lease_seconds)
         return out
 
     def _prune(self, now: float, incoming: int = 0) -> None:
         """Forget finished jobs the bounds no longer allow: from the journal first, then from memory."""
         for job in self._book.prunable(now, incoming):
-            if self._journal is not None:
-                self._journal.drop_job(job.id)
+            self._journal.drop_job(job.id)
             self._book.forget(job.id)
+
+    def _job(self, job_id: str):
+        job = self._book.get(job_id)
+        if job is None:
+            raise KeyError(f"the master has no job {job_id!r:.80} (it may have been forgotten, or the master "
+                           "restarted without its journal)")
+        return job
 
 
 class Dispatcher(DispatcherBase):
@@ -152,51 +193,101 @@ class Dispatcher(DispatcherBase):
         return {"ok": True, "python": sys.version.split()[0], "version": __version__, "time": self._clock()}
 
     def submit(self, job: dict) -> str:
-        """Accept a whole job ({"id": str, "tasks": [{"id", "kind", "args"}, ...]}); idempotent on the id."""
-        job_id, items = validate_job(job)
+        """Accept a job, or a chunk of one: ``{"id", "kind", "tasks": [args, ...], "first": 0, "more": False,
+        "task_timeout": None, "max_attempts": 3}``. Idempotent: a chunk sent again after a lost reply is skipped."""
+        c = validate_chunk(job)
         with self._cond:
-            if self._book.get(job_id) is not None:
-                return job_id  # a client retrying after a lost reply: the job is already here
             now = self._clock()
-            self._prune(now, incoming=len(items))
-            self._book.check_room(len(items))
-            if self._journal is not None:
-                self._journal.add_job(job_id, now, items)
-            self._book.add(job_id, items, now)
-            self._cond.notify_all()
-        return job_id
+            j = self._book.get(c.job_id)
+            if j is None:
+                if c.first:
+                    raise ValueError(f"the master has no job {c.job_id!r}: its first chunk must start at task 0")
+                if c.kind not in kinds.BUILTIN and c.kind not in self._registry.offered_kinds():
+                    raise ValueError(self._no_such_kind(c.kind))
+                self._prune(now, incoming=len(c.args))
+                self._book.check_room(len(c.args))
+                self._journal.add_job(c.job_id, c.kind, now, c.task_timeout, c.max_attempts)
+                j = self._book.open(c, now)
+            if j.state is JobState.CANCELLED:
+                raise ValueError(f"job {c.job_id} was cancelled: it takes no more tasks")
+            if j.closed and c.first + len(c.args) > j.added:
+                raise ValueError(f"job {c.job_id} is closed (its last chunk arrived): it takes no more tasks")
+            if c.first > j.added:
+                raise ValueError(f"job {c.job_id} has {j.added} tasks; a chunk must start there, not at {c.first}")
+            fresh = c.args[j.added - c.first:]  # a chunk sent again after a lost reply adds only what is new
+            if fresh or (not c.more and not j.closed):
+                self._book.check_room(len(fresh))
+                done = j.n_done == j.added + len(fresh) and not c.more
+                extra = {"state": JobState.DONE.value, "finished": now} if done else {}
+                self._journal.add_tasks(j.id, j.added, fresh, closed=not c.more, counters=extra)
+                self._book.extend(j, len(fresh), closed=not c.more, now=now)
+                self._cond.notify_all()
+        return c.job_id
 
-    def lease(self, worker: str, max_n: int = 1, wait_s: float = 0.0, info: dict | None = None) -> list[dict]:
-        """Long-poll for up to max_n tasks; each comes with a lease that the worker's heartbeats renew."""
+    def _no_such_kind(self, kind: str) -> str:
+        offered = sorted(self._registry.offered_kinds() | set(kinds.BUILTIN))
+        return (f"no live worker offers task kind {kind!r} ({self._registry.alive()} workers alive offer "
+                f"{', '.join(offered)}): workers import it from MPC_TASKS_DIR (MPC_TASK_MODULES); put its module "
+                "there and restart them")
+
+    def cancel(self, job_id: str) -> dict:
+        """Cancel a job: waiting tasks are dropped, leased ones are told to stop at their worker's next heartbeat,
+        results that still arrive are dropped. Returns the job's summary (state ``cancelled``)."""
+        with self._cond:
+            job = self._job(job_id)
+            now = self._clock()
+            if job.state is JobState.RUNNING:
+                self._journal.update_job(job.id, state=JobState.CANCELLED.value, finished=now)
+                self._book.cancel(job, now)
+                self._event(f"job {job.id} cancelled: {job.n_done}/{job.added} results kept")
+                self._cond.notify_all()
+            return job.summary(now).as_dict()
+
+    def lease(self, worker: str, max_n: int = 1, wait_s: float = 0.0, info: dict | None = None,
+              kinds: list | None = None) -> list[dict]:
+        """Long-poll for up to max_n tasks of the ``kinds`` named (None: any the worker offers); each comes with a
+        lease that the worker's heartbeats renew."""
         max_n = max(1, min(int(max_n), 10_000))
         with self._cond:
             w = self._touch(worker, info)
+            offered = kinds if isinstance(kinds, list) else w.info.get("kinds")
+            wanted = {k for k in offered if isinstance(k, str)} if isinstance(offered, list) and offered else None
             end = self._clock() + max(0.0, min(float(wait_s), MAX_WAIT))
             while True:
                 now = self._clock()
                 self._expire(now)
-                if w.status is WorkerStatus.STOPPING:
+                if w.status is not WorkerStatus.ALIVE:
                     return []
-                out = self._take(w, max_n, now)
+                out = self._take(w, max_n, wanted, now)
                 if out or now >= end:
                     return out
-                self._cond.wait(min(end - now, CLASSIC_POLL) if self._classic is not None else end - now)
+                self._cond.wait(end - now)
                 self._registry.seen(w.id, self._clock())
 
     def heartbeat(self, worker: str, info: dict | None = None, keys: list | None = None) -> dict:
         """Feed the registry and renew the leases the worker names (the tasks it knows it holds).
 
         Only named leases are renewed: a lease whose grant never reached the worker (the reply was lost) is not
-        named, expires, and its task runs again. The reply carries the master's timings, so a worker need not be
-        configured with them.
+        named, expires, and its task runs again. Named tasks of cancelled jobs come back in ``cancel``: the worker
+        stops them. The reply carries the master's timings, so a worker need not be configured with them.
         """
         with self._cond:
             w = self._touch(worker, info)
             now = self._clock()
             named = [k for k in map(_key, keys if isinstance(keys, list) else ()) if k is not None]
+            cancel = []
+            for key in named:
+                job = self._book.get(key[0])
+                if job is not None and job.state is JobState.CANCELLED:
+                    cancel.append(list(key))
+                    lease = self._leases.get(key)
+                    if lease is not None and lease.worker == w.id:
+                        self._leases.release(key)
+                        self._book.lease_ended(key)
             held = self._leases.renew(w.id, named, now + self.lease_seconds)
             self._expire(now)
-            return {"leases": held, "lease_seconds": self.lease_seconds, "heartbeat_seconds": self.heartbeat_seconds}
+            return {"leases": held, "lease_seconds": self.lease_seconds, "heartbeat_seconds": self.heartbeat_seconds,
+                    "cancel": cancel}
 
     def ack(self, worker: str, results: list[dict]) -> dict:
         """Record results; the first per task id wins, later ones are counted as dropped duplicates.
@@ -208,22 +299,15 @@ class Dispatcher(DispatcherBase):
         with self._cond:
             w = self._touch(worker, None)
             plan = self._book.plan_ack(results, w.id, w.ip, self._clock())
-            if self._journal is not None and (plan.rows or plan.counters):
-                self._journal.add_results(plan.rows, plan.counters)
-            self._book.apply(plan)
-            for job, rec in plan.fresh:
-                self._leases.release((job.id, rec["id"]))
-                w.done += 1
-                w.errors += 0 if rec["ok"] else 1
+            self._record(plan)
+            w.done += len(plan.fresh)
+            w.errors += sum(1 for _, rec in plan.fresh if not rec["ok"])
             for r in plan.classic:
                 self._leases.release((CLASSIC_JOB, r["id"]))
             ok = self._classic.complete_all(plan.classic) if self._classic is not None else 0
             w.done += ok
             w.duplicates += len(plan.dupes) + len(plan.classic) - ok
-            accepted = len(plan.fresh) + ok
-            if accepted:
-                self._cond.notify_all()
-            return {"accepted": accepted, "dropped": len(results) - accepted}
+            return {"accepted": len(plan.fresh) + ok, "dropped": len(results) - len(plan.fresh) - ok}
 
     def release(self, worker: str, keys: list) -> int:
         """Hand back tasks this worker holds but will not finish (it is stopping): queued again at once."""
@@ -234,33 +318,38 @@ class Dispatcher(DispatcherBase):
                 lease = self._leases.get(key) if key else None
                 if lease is not None and lease.worker == worker:
                     self._leases.release(key)
-                    mine.append(key)
+                    mine.append((key, worker))
             self._requeue(mine, redelivery=False)
             return len(mine)
 
     def goodbye(self, worker: str) -> int:
         """A worker is leaving: hand back whatever it still holds and mark it left."""
         with self._cond:
-            n = self.release(worker, self._leases.held_by(worker))
+            n = self.release(worker, [list(k) for k in self._leases.held_by(worker)])
             if self._registry.leave(worker) is not None:
                 self._event(f"worker {worker} left" + (f", handing back {n} tasks" if n else ""))
             return n
 
     def results(self, job_id: str, cursor: int = 0, wait_s: float = 0.0, limit: int = 5000):
-        """Results of a job from ``cursor`` on: (next cursor, [result, ...], summary). Long-polls up to wait_s."""
+        """A job's results from ``cursor`` on, in arrival order: (next cursor, [record's JSON text, ...], summary).
+        Long-polls up to wait_s while there is nothing new and the job runs."""
         with self._cond:
-            job = self._book.get(job_id)
-            if job is None:
-                raise KeyError(f"the master has no job {job_id!r} (it may have restarted without its journal)")
+            job = self._job(job_id)
+            cursor = max(0, int(cursor))
             end = self._clock() + max(0.0, min(float(wait_s), MAX_WAIT))
-            while len(job.results) <= cursor and not job.complete:
+            while job.n_done <= cursor and job.state is JobState.RUNNING:
                 now = self._clock()
                 self._expire(now)
                 if now >= end:
                     break
                 self._cond.wait(end - now)
-            chunk = job.results[cursor : cursor + max(1, int(limit))]
+            chunk = self._journal.results(job.id, cursor, max(1, min(int(limit), 50_000)))
             return cursor + len(chunk), chunk, job.summary(self._clock()).as_dict()
+
+    def job(self, job_id: str) -> dict:
+        """One job's summary."""
+        with self._cond:
+            return self._job(job_id).summary(self._clock()).as_dict()
 
     def expire(self) -> int:
         """Requeue expired leases, mark silent workers gone, sample each worker's throughput (the master calls
@@ -282,17 +371,17 @@ class Dispatcher(DispatcherBase):
             return self.events.drain()
 
     def status(self) -> dict:
-        """The cluster as the master sees it: registry, queues, jobs (no secrets)."""
+        """The cluster as the master sees it: registry, queues, jobs, events (no secrets)."""
         with self._cond:
             now = self._clock()
             self._expire(now)
-            queues = {"pending": len(self._book.pending), "leased": len(self._leases), "classic_tasks": 0,
+            queues = {"pending": self._book.pending(), "leased": len(self._leases), "classic_tasks": 0,
                       "classic_results": 0, **(self._classic.sizes() if self._classic is not None else {})}
             return {
                 "master": {"python": sys.version.split()[0], "version": __version__, "time": now,
                            "started": self.started, "uptime_s": round(now - self.started, 1),
                            "lease_seconds": self.lease_seconds, "heartbeat_seconds": self.heartbeat_seconds,
-                           "restarts": self.master_restarts, "journal": self._journal is not None,
+                           "restarts": self.master_restarts, "journal": self._journal.durable,
                            "sample_seconds": SAMPLE_SECONDS},
                 "workers": self._registry.rows(now, self._leases.count, self.lease_seconds),
                 "alive": self._registry.alive(),

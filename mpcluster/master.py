@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import queue
@@ -12,7 +13,7 @@ import threading
 import uuid
 from multiprocessing.managers import BaseManager
 
-from .classic import ClassicBridge
+from .classic import ClassicBridge, NotifyingQueue
 from .config import ConfigError, MasterSettings, read_authkey
 from .dispatcher import Dispatcher
 from .journal import Journal
@@ -22,7 +23,7 @@ from .server import MasterServer
 log = logging.getLogger("mpcluster")
 
 # Module-level objects and functions (not lambdas): the registry must stay picklable under spawn/forkserver.
-_task_queue: queue.Queue = queue.Queue()
+_task_queue: queue.Queue = NotifyingQueue()
 _result_queue: queue.Queue = queue.Queue()
 _dispatcher: Dispatcher | None = None
 
@@ -61,19 +62,19 @@ def run_demo(dispatcher: Dispatcher, n_tasks: int, stop: threading.Event) -> Non
     for n in numbers:
         log.info("Put task %d...", n)
     job_id = "demo-" + uuid.uuid4().hex[:8]
-    dispatcher.submit({"id": job_id, "tasks": [
-        {"id": i, "kind": "square", "args": {"n": n, "seconds": 1.0}} for i, n in enumerate(numbers)]})
+    dispatcher.submit({"id": job_id, "kind": "square", "tasks": [{"n": n, "seconds": 1.0} for n in numbers]})
     log.info("Try get results...")
     cursor, summary = 0, None
     while not stop.is_set():  # a long poll of up to 1 s per round, so a stopping master is not held up
         cursor, chunk, summary = dispatcher.results(job_id, cursor, 1.0)
-        for r in chunk:
+        for r in map(json.loads, chunk):
             n = numbers[r["id"]]
             if r["ok"]:
                 log.info("Result: %d * %d = %d  (worker %s at %s)", n, n, r["value"], r["worker"], r["ip"])
             else:
-                log.info("Result: task %d failed: %s  (worker %s at %s)", n, r["error"], r["worker"], r["ip"])
-        if summary["complete"]:
+                log.info("Result: task %d failed: %s  (worker %s at %s)", n, r["error"]["message"], r["worker"],
+                         r["ip"])
+        if summary["state"] != "running":
             break
     if summary and summary["complete"]:
         per = ", ".join(f"{w}={c}" for w, c in sorted(summary["workers"].items()))
@@ -101,6 +102,9 @@ def main(settings: MasterSettings) -> int:
     log.info("master listening on 0.0.0.0:%d (lease %gs, heartbeat %gs, handshake timeout %gs, journal %s)",
              settings.port, settings.lease_seconds, settings.heartbeat_seconds, settings.handshake_timeout,
              settings.journal or "off")
+    if journal is not None and journal.moved_aside:
+        log.warning("the journal at %s was written by another version of mpcluster: moved aside to %s, starting "
+                    "with no jobs", settings.journal, journal.moved_aside)
     if _dispatcher.master_restarts:
         log.info("master restarted (start %d): job state restored from the journal", _dispatcher.master_restarts + 1)
 

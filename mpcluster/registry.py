@@ -45,6 +45,15 @@ class WorkerState:
     history: deque = field(default_factory=lambda: deque(maxlen=SAMPLES_KEPT))  # tasks done per sample
     _done_at_sample: int = 0
 
+    @property
+    def slots(self) -> int:
+        """Tasks it runs at once: its threads plus its processes, as it reported them."""
+        n = 0
+        for name, default in (("threads", 1), ("processes", 0)):
+            v = self.info.get(name, default)
+            n += v if isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= 1000 else 0
+        return max(1, n)
+
 
 @dataclass
 class Touch:
@@ -54,6 +63,7 @@ class Touch:
     joined: bool = False
     back_from: WorkerStatus | None = None  # it was gone or left and is alive again
     restarted: bool = False  # a new session under a known id: the previous process is dead
+    stopping: bool = False  # it just said it is stopping
 
 
 class Registry:
@@ -91,7 +101,7 @@ class Registry:
         w.info.update({k: v for k, v in info.items() if k in INFO_FIELDS})
         w.ip = str(w.info.get("ip", w.ip))
         if info.get("state") == "stopping" and w.status is WorkerStatus.ALIVE:
-            w.status = WorkerStatus.STOPPING
+            w.status, t.stopping = WorkerStatus.STOPPING, True
         w.last_seen = now
         return t
 
@@ -143,6 +153,15 @@ class Registry:
                 "restarts": w.restarts, "first_seen": round(w.first_seen, 3),
             })
         return out
+
+    def alive_slots(self) -> int:
+        """Tasks the live workers run at once (each a thread or process slot of its own)."""
+        return sum(w.slots for w in self._workers.values() if w.status is WorkerStatus.ALIVE)
+
+    def offered_kinds(self) -> set[str]:
+        """The task kinds some live worker offers."""
+        return {k for w in self._workers.values() if w.status is WorkerStatus.ALIVE
+                for k in w.info.get("kinds") or () if isinstance(k, str)}
 
     def alive(self) -> int:
         return sum(1 for w in self._workers.values() if w.status is WorkerStatus.ALIVE)

@@ -182,10 +182,11 @@ def validate(name: object, args: object) -> dict:
         raise TaskError(f"task arguments must be a JSON object, got {type(args).__name__}")
     if kind.check is not None:
         return kind.check(args)
+    signature = inspect.signature(kind.fn).replace(return_annotation=inspect.Signature.empty)
     try:
-        inspect.signature(kind.fn).bind(**args)
+        signature.bind(**args)
     except TypeError as e:
-        raise TaskError(f"the arguments do not fit {name}{inspect.signature(kind.fn)}: {e}") from None
+        raise TaskError(f"the arguments do not fit {name}{signature}: {e}") from None
     return args
 
 
@@ -232,14 +233,16 @@ def load_modules(tasks_dir: str, modules: str | None) -> list[str]:
         try:
             importlib.import_module(name)
         except BaseException as e:  # noqa: BLE001 - a user's module may raise anything, even SystemExit
-            where = ""
-            frames = traceback.extract_tb(e.__traceback__)
+            message, where = (str(e).splitlines() or [""])[0], ""
+            # where in the user's file (not in the library it called) it went wrong
+            frames = [f for f in traceback.extract_tb(e.__traceback__)
+                      if os.path.abspath(f.filename).startswith(os.path.abspath(tasks_dir))]
             if frames:
                 where = f" ({os.path.basename(frames[-1].filename)}, line {frames[-1].lineno})"
-            message = str(e).splitlines()[0] if str(e) else ""
-            if isinstance(e, SyntaxError) and e.lineno:  # str(e) would name the place too: say it once
-                where = f" ({os.path.basename(e.filename or name)}, line {e.lineno})"
-                message = e.msg
+            if isinstance(e, SyntaxError):
+                message, where = e.msg, f" ({os.path.basename(e.filename or name)}, line {e.lineno})"
+            if isinstance(e, ModuleNotFoundError):
+                where = ""
             problems.append(f"cannot import task module {name!r} from {tasks_dir}: {type(e).__name__}: "
                             f"{message}{where}")
     return problems

@@ -129,11 +129,16 @@ class Worker:
         if not link.open_with_retry(self.stop, f"worker {self.id}"):
             return 0
         self.ip, self.mode = link.ip, link.mode
-        log.info("worker %s: connected to master at %s from %s (%s protocol)", self.id, link.where, link.ip or "?",
-                 link.mode)
         if link.mode == "classic":
+            log.info("worker %s: connected to master at %s from %s (classic protocol)", self.id, link.where, link.ip)
             return serve_lesson_master(link, self.id, self.stop, self.abort)
         self.slots = self._make_slots()
+        # The first heartbeat before saying anything: once these lines are out, the master knows what we offer.
+        self._beat_once(link, "introduce itself to")
+        log.info("worker %s: connected to master at %s from %s (mpcluster protocol)", self.id, link.where,
+                 link.ip or "?")
+        log.info("worker %s: offers %s (threads %d, processes %d)", self.id, ", ".join(sorted(kinds.KINDS)),
+                 self.threads, self.processes)
         threading.Thread(target=self._heartbeats, name="heartbeat", daemon=True).start()
         for slot in self.slots:
             slot.thread.start()
@@ -142,7 +147,12 @@ class Worker:
         if self.fatal is None:
             log.info("worker %s: stopping (%s): finishing the tasks in hand, handing back the rest", self.id,
                      self.signal_name or "asked to")
-        self._say_stopping(link)
+        # Before any slot hands anything back: the master ends our long polls and grants us nothing more, so a task
+        # one slot hands back is not leased again by another.
+        try:
+            self._beat_once(link, "tell it is stopping to")
+        except AuthFailed as e:  # the key changed under us: the slots find out too; the stop goes on
+            log.warning("worker %s: %s", self.id, e)
         for slot in self.slots:
             slot.wake()
         self._drain_slots()
@@ -160,9 +170,8 @@ class Worker:
                   for i in range(self.processes)]
         return slots
 
-    def _say_stopping(self, link: Link) -> None:
-        """The stopping heartbeat, sent from here before any slot hands anything back: the master ends our long
-        polls and grants us nothing more, so a task one slot hands back is not leased again by another."""
+    def _beat_once(self, link: Link, purpose: str) -> None:
+        """One heartbeat from this thread, now (the heartbeat thread keeps its own pace); trouble is one line."""
         for attempt in (1, 2):  # this link may have gone stale while idle: reopen it once
             try:
                 if link.dispatcher is None:
@@ -171,10 +180,12 @@ class Worker:
                 return
             except Unreachable as e:
                 if attempt == 2:
-                    log.warning("worker %s: could not tell the master it is stopping (%s)", self.id, e)
-            except Exception as e:  # an error answer: the stop goes on without it
-                log.warning("worker %s: could not tell the master it is stopping (%s: %s)", self.id,
-                            type(e).__name__, str(e)[:200])
+                    log.warning("worker %s: could not %s the master (%s)", self.id, purpose, e)
+            except AuthFailed:
+                raise
+            except Exception as e:  # an error answer: go on without it
+                log.warning("worker %s: could not %s the master (%s: %s)", self.id, purpose, type(e).__name__,
+                            str(e)[:200])
                 return
 
     def _drain_slots(self) -> None:
@@ -271,8 +282,6 @@ def main(settings: WorkerSettings, new_link: Callable[[], Link]) -> int:
     tasks_dir = os.path.abspath(settings.tasks_dir)
     for problem in kinds.load_modules(tasks_dir, settings.task_modules or None):
         log.warning("worker %s: %s", worker_id, problem)
-    log.info("worker %s: offers %s (threads %d, processes %d)", worker_id, ", ".join(sorted(kinds.KINDS)),
-             settings.threads, settings.processes)
     worker = Worker(new_link, worker_id, threads=settings.threads, processes=settings.processes,
                     batch_max=settings.batch_max, stop_grace=settings.stop_grace, tasks_dir=tasks_dir,
                     task_modules=settings.task_modules or None)

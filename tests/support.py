@@ -123,7 +123,7 @@ def bad_inputs_through_the_link(link) -> tuple[str, list[str]]:
     from mpcluster.protocol import RESULT_QUEUE, TASK_QUEUE
 
     try:
-        link.call("submit", {"id": "bad-job", "tasks": [{"id": 0, "kind": "square", "args": {"n": 2, "seconds": 1e9}}]})
+        link.call("submit", {"id": "bad-job", "kind": "square", "tasks": [{"n": 2, "seconds": 1e9}]})
         refusal = ""
     except ValueError as e:
         refusal = str(e)

@@ -132,12 +132,19 @@ class Cluster(DockerCompose):
 
     def wait_job(self, job_id: str, what: str, check, timeout: float = 90) -> dict:
         """Poll the master's view of a job until check(summary) holds, with a deadline."""
+        def job_of(st: dict) -> dict:
+            return next(j for j in st["jobs"] if j["job"] == job_id)
+
+        return job_of(self.wait_status(f"job {job_id}: {what}", lambda st: check(job_of(st)), timeout))
+
+    def wait_status(self, what: str, check, timeout: float = 60) -> dict:
+        """Poll the master's status until check(status) holds, with a deadline."""
         end = time.monotonic() + timeout
         while True:
-            j = self.job(job_id)
-            if check(j):
-                return j
-            assert time.monotonic() < end, f"job {job_id}: {what} not seen within {timeout} s: {j}"
+            st = self.status()
+            if check(st):
+                return st
+            assert time.monotonic() < end, f"{what} not seen within {timeout} s: {st}"
             time.sleep(0.3)
 
     def docker(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:

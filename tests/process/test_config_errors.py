@@ -33,8 +33,8 @@ def test_bad_variables_are_refused(tmp_path, role, env, line):
 @pytest.mark.parametrize(
     ("args", "line"),
     [
-        (["submit", "--tasks", "0"], "--tasks='0' is out of range: expected a whole number from 1 to 200000"),
-        (["submit", "--tasks", "5", "--kind", "cube"], "--kind='cube' is not valid: expected one of square, sleep, primes"),
+        (["submit", "--tasks", "0"], "--tasks='0' is out of range: expected a whole number from 1 to 1000000"),
+        (["submit", "--tasks", "5", "--kind", "a cube"], "--kind='a cube' is not valid: expected a task kind's name"),
         (["submit", "--tasks", "5", "--seconds", "1e9"], "task 0 is not valid: seconds=1000000000.0 is out of range"),
         (["submit", "--tasks", "5", "--seconds", "soon"], "--seconds='soon' is not valid"),
         (["submit", "--tasks", "5", "--protocol", "http"], "--protocol='http' is not valid"),
@@ -89,5 +89,5 @@ def test_each_role_reads_only_its_own_variables(tmp_path, spawn):
 
 def test_help_lists_the_public_commands_only():
     r = run_mpc("--help", timeout=30)
-    assert r.returncode == 0 and "{master,worker,submit,status}" in r.stdout
+    assert r.returncode == 0 and "{master,worker,submit,results,cancel,status}" in r.stdout
     assert "SUPPRESS" not in r.stdout and "health" not in r.stdout

@@ -1,5 +1,6 @@
 """The lesson's protocol: its strings, and the master's bridge from its queues to leases."""
 
+import json
 import queue
 
 from mpcluster.classic import ClassicBridge, error_line, result_line, square
@@ -21,10 +22,20 @@ def test_the_bridge_leases_requeues_and_drops_late_duplicates():
     for n in (5, 6):
         tq.put(n)
     a, b = bridge.take(5)
-    assert (a["kind"], a["args"], b["args"]["n"]) == ("square", {"n": 5, "seconds": 0}, 6)
+    assert (a["kind"], json.loads(a["args"]), json.loads(b["args"])["n"]) == ("square", {"n": 5, "seconds": 0}, 6)
     bridge.requeue(a["id"], redelivery=True)  # its worker died: back on the lesson's queue
     assert tq.get_nowait() == 5
     assert bridge.complete_all([{"id": b["id"], "ok": True}, {"id": b["id"], "ok": True}]) == 1
     assert rq.get_nowait() == "6 * 6 = 36" and rq.empty()
     assert bridge.stats == {"done": 1, "redeliveries": 1, "duplicates_dropped": 1}
     assert bridge.sizes() == {"classic_tasks": 0, "classic_results": 0}
+
+
+def test_a_put_on_the_lessons_queue_wakes_the_master():
+    from mpcluster.classic import NotifyingQueue
+
+    woken = []
+    bridge = ClassicBridge(NotifyingQueue(), queue.Queue())
+    bridge.on_put(lambda: woken.append(bridge.tasks.qsize()))
+    bridge.tasks.put(7)
+    assert woken == [1]  # called after the put, with the item already there

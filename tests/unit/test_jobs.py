@@ -1,57 +1,56 @@
-"""Jobs on their own: validation, the pending queue, acks planned then applied, pruning."""
+"""A job on its own: chunk validation, result records, the summary."""
 
 import pytest
 
-from mpcluster.jobs import JobBook, validate_job
+from mpcluster.jobs import Job, JobState, result_record, validate_chunk
 
 
-def tasks(n, kind="square"):
-    return [{"id": i, "kind": kind, "args": {"n": i, "seconds": 0}} for i in range(n)]
+def test_a_chunk_is_validated_and_its_arguments_normalised_to_json_text():
+    c = validate_chunk({"id": "j1", "kind": "square", "tasks": [{"n": 2}, {"n": 3, "seconds": 0}], "more": True,
+                        "task_timeout": 5, "max_attempts": 2})
+    assert (c.job_id, c.kind, c.first, c.more, c.task_timeout, c.max_attempts) == ("j1", "square", 0, True, 5.0, 2)
+    assert c.args == ['{"n":2,"seconds":1.0}', '{"n":3,"seconds":0.0}']  # the built-in's defaults filled in
+    user = validate_chunk({"id": "j2", "kind": "wordcount", "tasks": [{"text": "a b"}], "first": 7})
+    assert user.args == ['{"text":"a b"}'] and user.first == 7 and user.more is False
 
 
-def test_validation_normalises_and_refuses_with_one_line():
-    job_id, items = validate_job({"id": "j1", "tasks": [{"id": 3, "kind": "square", "args": {"n": 2}}]})
-    assert (job_id, items) == ("j1", [{"id": 3, "kind": "square", "args": {"n": 2, "seconds": 1.0}}])
-    with pytest.raises(ValueError, match=r"job id 'classic' is not valid"):
-        validate_job({"id": "classic", "tasks": tasks(1)})
-    with pytest.raises(ValueError, match=r"task id -1 is not valid"):
-        validate_job({"id": "j", "tasks": [{"id": -1, "kind": "square", "args": {"n": 1}}]})
+@pytest.mark.parametrize(
+    ("bad", "message"),
+    [
+        ({"id": "classic", "kind": "square", "tasks": []}, "job id 'classic' is not valid"),
+        ({"id": "j", "kind": "two words", "tasks": []}, "task kind 'two words' is not valid"),
+        ({"id": "j", "kind": "k", "tasks": [{"x": {1, 2}}]}, "task 0: arguments are not JSON"),
+        ({"id": "j", "kind": "k", "tasks": [{"x": float("nan")}]}, "task 0: arguments are not JSON"),
+        ({"id": "j", "kind": "k", "tasks": [{"x": "y" * 70_000}]}, "task 0: arguments are 70008 bytes of JSON"),
+        ({"id": "j", "kind": "k", "tasks": [{}], "first": 999_999 + 1}, "a job has at most 1000000 tasks"),
+        ({"id": "j", "kind": "k", "tasks": [], "first": True}, "'first' must be a task number"),
+    ],
+)
+def test_bad_chunks_are_refused_with_one_line(bad, message):
+    with pytest.raises(ValueError) as e:
+        validate_chunk(bad)
+    assert message in str(e.value)
 
 
-def test_take_skips_done_and_leased_and_requeue_keeps_order():
-    book = JobBook()
-    book.add("j", tasks(4), now=0)
-    leased = {("j", 1)}
-    got = book.take(3, leased.__contains__)
-    assert [t["id"] for _, t in got] == [0, 2, 3]
-    counters = book.requeue([("j", 2), ("j", 3)], redelivery=True)
-    assert counters == {"j": {"redeliveries": 2}} and book.get("j").redeliveries == 2
-    assert [t["id"] for _, t in book.take(5, leased.__contains__)] == [2, 3]
-    assert book.requeue([("j", 0)], redelivery=False) == {"j": {"handed_back": 1}}
+def test_a_result_record_holds_json_values_only():
+    ok = result_record(3, "w1", "10.0.0.2", {"ok": True, "value": {"a": [1, 2]}, "elapsed": 0.25}, attempt=1)
+    assert ok == {"id": 3, "ok": True, "value": {"a": [1, 2]}, "error": None, "worker": "w1", "ip": "10.0.0.2",
+                  "attempt": 1, "elapsed": 0.25}
+    bad = result_record(4, "w1", "", {"ok": False, "error": {"type": "KeyError", "message": "'x'",
+                                                              "traceback": "Traceback ...", "extra": 1}}, 2)
+    assert bad["error"] == {"type": "KeyError", "message": "'x'", "traceback": "Traceback ..."}
+    old = result_record(5, "w1", "", {"ok": False, "error": "boom"}, 1)  # a plain message from an older worker
+    assert old["error"] == {"type": "Error", "message": "boom", "traceback": ""}
 
 
-def test_an_ack_is_planned_without_changes_then_applied():
-    book = JobBook()
-    book.add("j", tasks(2), now=0)
-    results = [{"job": "j", "id": 0, "ok": True, "value": 0}, {"job": "j", "id": 0, "ok": True, "value": 0},
-               {"job": "j", "id": 1, "ok": False, "error": "boom"}, {"job": "classic", "id": 4, "ok": True},
-               {"job": "nope", "id": 1}, {"job": "j", "id": "x"}]
-    plan = book.plan_ack(results, "w1", "10.0.0.2", now=7)
-    assert book.get("j").done == set()  # nothing changed yet
-    assert [rec["id"] for _, rec in plan.fresh] == [0, 1] and len(plan.dupes) == 1 and len(plan.classic) == 1
-    assert [(j, i, seq) for j, i, seq, _ in plan.rows] == [("j", 0, 1), ("j", 1, 2)]
-    assert plan.counters == {"j": {"finished": 7, "duplicates_dropped": 1}}
-    book.apply(plan)
-    s = book.get("j").summary(now=9)
-    assert (s.done, s.errors, s.complete, s.duplicates_dropped, s.workers, s.seconds) == (2, 1, True, 1, {"w1": 2}, 7)
-
-
-def test_finished_jobs_are_forgotten_oldest_first_but_not_too_soon():
-    book = JobBook(max_held=10)
-    for name, t in (("a", 0), ("b", 1)):
-        book.add(name, tasks(4), now=t)
-        book.apply(book.plan_ack([{"job": name, "id": i, "ok": True, "value": 0} for i in range(4)], "w", "", t))
-    assert book.prunable(now=30, incoming=4) == []  # both finished less than a minute ago
-    assert [j.id for j in book.prunable(now=61, incoming=4)] == ["a"]
-    with pytest.raises(ValueError, match="the master already holds 8 tasks .* with these 4 it would exceed 10"):
-        book.check_room(4)
+def test_a_jobs_summary_counts_and_estimates():
+    job = Job("j", "sleep", created=100.0)
+    job.grow(10)
+    job.closed = True
+    job.n_done = 4
+    job.leased = 2
+    s = job.summary(now=102.0)
+    assert (s.tasks, s.done, s.state, s.complete, s.rate, s.eta_s) == (10, 4, "running", False, 2.0, 3.0)
+    assert job.pending == 4  # neither done nor leased
+    job.state = JobState.CANCELLED
+    assert job.pending == 0 and job.summary(now=103).eta_s is None

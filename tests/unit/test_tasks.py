@@ -37,18 +37,66 @@ def test_bad_tasks_are_refused_with_a_clear_message(kind, args, message):
 def test_a_bad_task_gives_an_error_result_and_the_worker_goes_on():
     r = execute({"job": "j", "id": 1, "kind": "primes", "args": {"n": 10**12}}, "w1", "10.0.0.1")
     assert (r["ok"], r["value"], r["id"], r["worker"]) == (False, None, 1, "w1")
-    assert r["error"]["type"] == "TaskError" and "n=1000000000000 is out of range" in r["error"]["message"]
+    assert r["error"] == {"type": "TaskError", "message": "n=1000000000000 is out of range: expected 0 to 10000000",
+                          "traceback": ""}
 
 
-def test_an_exception_inside_a_task_becomes_its_error_result(monkeypatch):
-    def boom(kind, args, abort=None):
-        raise ZeroDivisionError("division by zero in the task")
+def test_an_exception_inside_a_task_becomes_its_error_result():
+    @tasks.task("test-divide")
+    def divide(a: int, b: int) -> float:
+        return a / b
 
-    monkeypatch.setattr(tasks, "run", boom)
-    r = execute({"job": "j", "id": 2, "kind": "square", "args": {"n": 1}}, "w1", "")
-    assert r["ok"] is False
-    assert (r["error"]["type"], r["error"]["message"]) == ("ZeroDivisionError", "division by zero in the task")
-    assert "in boom" in r["error"]["traceback"]  # the worker-side traceback travels with it
+    r = execute({"job": "j", "id": 2, "kind": "test-divide", "args": '{"a": 1, "b": 0}'}, "w1", "")
+    assert r["ok"] is False and r["error"]["type"] == "ZeroDivisionError"
+    assert r["error"]["message"] == "division by zero"
+    assert "return a / b" in r["error"]["traceback"]  # the worker-side traceback travels back
+    assert execute({"job": "j", "id": 3, "kind": "test-divide", "args": '{"a": 1, "b": 4}'}, "w1", "")["value"] == 0.25
+
+
+def test_registration_by_name_and_its_rules():
+    @tasks.task("test-words", cpu=True)
+    def words(text: str, lower: bool = False) -> dict:
+        return {"n": len(text.split())}
+
+    kind = tasks.KINDS["test-words"]
+    assert (kind.fn, kind.cpu, kind.module) == (words, True, __name__)
+    assert tasks.run("test-words", {"text": "a b c"}) == {"n": 3}
+    with pytest.raises(ValueError, match="task kind 'test-words' is registered twice"):
+        tasks.task("test-words")(lambda text: 0)
+    with pytest.raises(ValueError, match="task kind 'a b' is not a valid name"):
+        tasks.task("a b")
+    with pytest.raises(tasks.TaskError, match=r"the arguments do not fit test-words\(text: str, lower: bool = False\): "
+                                               "missing a required argument: 'text'"):
+        tasks.run("test-words", {"txt": "a"})
+    with pytest.raises(tasks.TaskError, match="got an unexpected keyword argument 'upper'"):
+        tasks.run("test-words", {"text": "a", "upper": True})
+
+    @tasks.task("test-returns-set")
+    def returns_set() -> set:
+        return {1}
+
+    with pytest.raises(tasks.TaskError, match="the task returned a set, which is not a JSON value"):
+        tasks.run("test-returns-set", {})
+
+
+def test_task_modules_load_from_a_folder_and_failures_are_one_line_each(tmp_path):
+    (tmp_path / "good_kinds.py").write_text("import mpcluster\n\n@mpcluster.task('test-good')\ndef good(x):\n"
+                                            "    return x + 1\n")
+    (tmp_path / "broken_kinds.py").write_text("import mpcluster\n\nx = 1 +\n")
+    (tmp_path / "raising_kinds.py").write_text("import os\n\nos.environ['NOPE_NOT_SET']\n")
+    (tmp_path / "_private.py").write_text("raise SystemExit(3)\n")
+    problems = tasks.load_modules(str(tmp_path), None)
+    assert len(problems) == 2  # the good module loaded; the private one was not imported
+    assert problems[0] == (f"cannot import task module 'broken_kinds' from {tmp_path}: SyntaxError: invalid syntax "
+                           "(broken_kinds.py, line 3)")
+    assert problems[1] == (f"cannot import task module 'raising_kinds' from {tmp_path}: KeyError: 'NOPE_NOT_SET' "
+                           "(raising_kinds.py, line 3)")
+    assert tasks.run("test-good", {"x": 1}) == 2
+    assert tasks.load_modules(str(tmp_path / "none"), None) == []
+    assert tasks.load_modules(str(tmp_path / "none"), "x") == [
+        f"MPC_TASK_MODULES='x': MPC_TASKS_DIR={str(tmp_path / 'none')!r} is not a folder"]
+    assert tasks.load_modules(str(tmp_path), "nosuch") == [
+        f"cannot import task module 'nosuch' from {tmp_path}: ModuleNotFoundError: No module named 'nosuch'"]
 
 
 def test_simulated_work_stops_when_the_worker_aborts():

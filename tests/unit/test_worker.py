@@ -282,7 +282,10 @@ def test_a_cancel_in_a_heartbeat_reply_stops_the_running_task_and_drops_the_queu
     assert worker.holdings.keys() == []
 
 
-def test_short_tasks_run_on_the_slots_own_thread_and_can_still_be_cancelled():
+def test_short_tasks_run_on_the_slots_own_thread_and_can_still_be_cancelled(monkeypatch):
+    from mpcluster import slots
+
+    monkeypatch.setattr(slots, "INLINE_BELOW", 1.0)  # "short" as this test's tasks are, however busy the machine
     leases = [[t("t_thread", 1)], [t("square", i, {"n": i, "seconds": 0}) for i in (2, 3, 4)], [t("t_thread", 5)],
               [t("sleep", 6, {"seconds": 30})], [t("square", 7, {"n": 7, "seconds": 0})],
               [t("sleep", 8, {"seconds": 30})]]
@@ -423,23 +426,25 @@ class InProcessLink(ScriptedLink):
 
 
 def wait_complete(d, job, timeout=10):
+    """The job's results (records as dicts) and summary once it is complete."""
     end = time.monotonic() + timeout
-    while not d.results(job, 0)[2]["complete"]:
+    while not d.job(job)["complete"]:
         assert time.monotonic() < end, f"job {job} not complete: {d.status()['queues']}"
         time.sleep(0.02)
-    return d.results(job, 0)
+    _, records, summary = d.results(job, 0)
+    return [json.loads(r) for r in records], summary
 
 
 def test_a_lost_lease_reply_does_not_pin_the_task_while_the_worker_lives():
     from mpcluster.dispatcher import Dispatcher
 
     d = Dispatcher(lease_seconds=1.0, heartbeat_seconds=0.1)
-    d.submit({"id": "j", "tasks": [{"id": 0, "kind": "square", "args": {"n": 4, "seconds": 0}}]})
+    d.submit({"id": "j", "kind": "square", "tasks": [{"n": 4, "seconds": 0}]})
     lose, made = {"lease": 1}, []  # the master granted the task, but the worker never heard of it
     worker = Worker(lambda: InProcessLink(d, lose, made), "w1", batch_max=10, stop_grace=1, heartbeat_seconds=0.1)
     th = start(worker)
     try:
-        _, [r], summary = wait_complete(d, "j")
+        [r], summary = wait_complete(d, "j")
     finally:
         stop(worker, th)
     assert (r["value"], r["worker"], summary["redeliveries"]) == (16, "w1", 1)
@@ -449,13 +454,13 @@ def test_four_thread_slots_run_a_real_dispatchers_sleep_job_at_once():
     from mpcluster.dispatcher import Dispatcher
 
     d = Dispatcher(lease_seconds=5.0, heartbeat_seconds=0.5)
-    d.submit({"id": "j", "tasks": [{"id": i, "kind": "sleep", "args": {"seconds": 0.4}} for i in range(8)]})
+    d.submit({"id": "j", "kind": "sleep", "tasks": [{"seconds": 0.4}] * 8})
     made = []
     worker = Worker(lambda: InProcessLink(d, {}, made), "w1", threads=4, stop_grace=1)
     started = time.monotonic()
     th = start(worker)
     try:
-        _, results, summary = wait_complete(d, "j")
+        results, summary = wait_complete(d, "j")
         took = time.monotonic() - started
     finally:
         stop(worker, th)
