@@ -117,6 +117,9 @@ class ThreadExecutor:
     def wake(self) -> None:
         self._bell.set()
 
+    def prepare(self) -> None:
+        pass  # the helper thread starts with the first task: it costs nothing to speak of
+
     def close(self) -> None:
         self.stop()
 
@@ -134,6 +137,7 @@ def _child_main(conn, tasks_dir: str, modules: str | None) -> None:
     # Ctrl-C in a terminal reaches the whole process group: the worker decides when a task stops, not the key.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     kinds.load_modules(tasks_dir, modules)
+    conn.send("ready")  # the worker starts a task's clock only now: start-up is not the task's time
     while True:
         try:
             task = conn.recv()
@@ -144,9 +148,13 @@ def _child_main(conn, tasks_dir: str, modules: str | None) -> None:
         conn.send(execute(task))
 
 
+#: How long a new child may take to start and import the task modules before it counts as dead.
+CHILD_START_SECONDS = 60.0
+
+
 class ProcessExecutor:
-    """Runs one task at a time in a child process owned by one runner thread (only that thread calls start, wait
-    and stop; other threads only ``wake`` it)."""
+    """Runs one task at a time in a child process owned by one runner thread (only that thread calls start, wait,
+    stop and prepare; other threads only ``wake`` it)."""
 
     kills = True
 
@@ -156,6 +164,7 @@ class ProcessExecutor:
         self._args = (tasks_dir, modules)
         self._ctx = context or multiprocessing.get_context(start_method())
         self._child = self._conn = None
+        self._ready = False  # the child said it has loaded the task modules
         self._task: dict | None = None
         self._started = 0.0
         self._wake_r, self._wake_w = os.pipe()
@@ -172,13 +181,31 @@ class ProcessExecutor:
         child = self._ctx.Process(target=_child_main, args=(theirs, *self._args), name="mpcluster-task", daemon=True)
         child.start()
         theirs.close()  # only the child holds its end: if the child dies, our reads see EOF
-        self._child, self._conn = child, ours
+        self._child, self._conn, self._ready = child, ours, False
         self.pids.append(child.pid)
 
-    def start(self, task: dict) -> None:
+    def prepare(self) -> None:
+        """Have a child starting (or started) for the next task, so that it starts while the slot does other
+        things (acks, leases) rather than when a task waits for it."""
         if self._child is None or not self._child.is_alive():
             self._discard()
             self._spawn()
+
+    def _await_ready(self) -> None:
+        if self._ready:
+            return
+        if self._conn in wait_any([self._conn, self._child.sentinel], CHILD_START_SECONDS):
+            try:
+                self._ready = self._conn.recv() == "ready"
+                return
+            except (EOFError, OSError):
+                pass
+        self._child.kill()  # it died while starting, or never got ready: wait() reports it as dead
+
+    def start(self, task: dict) -> None:
+        """Hand the task to the child (started first if need be; its start-up is not the task's time)."""
+        self.prepare()
+        self._await_ready()
         self._task, self._started = task, time.monotonic()
         try:
             self._conn.send(task)
@@ -224,7 +251,7 @@ class ProcessExecutor:
         if self._child is not None and self._child.exitcode is not None:
             self._child.close()
         self._child = self._conn = None
-        self._task = None
+        self._ready, self._task = False, None
 
     def wake(self) -> None:
         try:

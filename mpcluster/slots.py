@@ -143,6 +143,7 @@ class Slot:
 
     def _loop(self, link) -> None:
         stop = self.w.stop
+        self.executor.prepare()
         if link.dispatcher is None and not link.open_with_retry(stop, self.role):
             return
         while not stop.is_set():
@@ -187,6 +188,8 @@ class Slot:
         while self.queue and not self.w.stop.is_set():
             task = self.queue.popleft()
             outcome = self._run_one(task, link)
+            if not self.w.stop.is_set():
+                self.executor.prepare()  # a child killed or dead: its successor starts now, not with the next task
             if outcome is Stopped.HANDED_BACK:
                 self._hand_back(link, [task])
             elif isinstance(outcome, dict):
@@ -222,8 +225,8 @@ class Slot:
 
     def _run_elsewhere(self, task: dict, link, limit: float | None) -> dict | Stopped:
         """Run the task in the executor, waiting until it ends, is stopped, or passes its time limit."""
-        started = time.monotonic()
         self.executor.start(task)
+        started = time.monotonic()  # after start: a new child's start-up is not the task's time
         while True:
             with self._lock:
                 why = self._interrupt

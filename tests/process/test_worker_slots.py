@@ -187,3 +187,85 @@ def test_bad_worker_settings_are_refused_with_one_line(key_file, args, env, line
     assert r.returncode == 2, r.stdout + r.stderr
     assert r.stderr.strip() == f"mpcluster worker: error: {line}" or line in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr
+
+
+LIMITS = """
+    import os
+    import time
+
+    from mpcluster.tasks import task
+
+
+    @task("stuck")
+    def stuck(seconds: float) -> float:
+        time.sleep(seconds)  # not tasks.pause: deaf to every request to stop, as a task stuck in a C call is
+        return seconds
+
+
+    @task("spin_cpu", cpu=True)
+    def spin_cpu(seconds: float, pidfile: str = "") -> int:
+        if pidfile:
+            with open(pidfile, "a") as f:
+                f.write(f"{os.getpid()}\\n")
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            pass
+        return os.getpid()
+"""
+
+
+def test_a_task_past_its_time_limit_is_an_error_result_and_the_worker_carries_on(node_env, master, spawn, tmp_path):
+    folder = write_tasks(tmp_path / "tasks", limits=LIMITS)
+    w, wid = start_worker(spawn, node_env, "--threads", "2", "--processes", "1", "--tasks-dir", str(folder))
+    started = time.monotonic()
+    r = submit(node_env, "--kind", "stuck", "--tasks", "2", "--args", '{"seconds": 20}', "--task-timeout", "0.5")
+    assert time.monotonic() - started < 8, r.stdout  # not the 20 s the tasks would take
+    s = last_json(r.stdout)
+    assert (s["results"], s["errors"], s["workers"]) == (2, 2, {wid: 2}), r.stdout + r.stderr
+    for x in results_of(node_env, s["job"]):
+        assert x["error"]["type"] == "TaskTimeout" and x["error"]["message"] == \
+            "ran past its 0.5 s time limit; abandoned (a thread cannot be killed)"
+        assert 0.5 <= x["elapsed"] < 3
+    pidfile = tmp_path / "pids"
+    r = submit(node_env, "--kind", "spin_cpu", "--tasks", "2", "--task-timeout", "0.5",
+               "--args", json.dumps({"seconds": 20, "pidfile": str(pidfile)}))
+    s = last_json(r.stdout)
+    assert (s["results"], s["errors"]) == (2, 2), r.stdout + r.stderr
+    assert {x["error"]["message"] for x in results_of(node_env, s["job"])} == {"ran past its 0.5 s time limit; killed"}
+    killed = [int(p) for p in pidfile.read_text().split()]
+    assert len(set(killed)) == 2, (results_of(node_env, s["job"]), w.text)  # the second task ran in a fresh child: the first was killed
+    r = submit(node_env, "--kind", "spin_cpu", "--tasks", "1", "--args", '{"seconds": 0.1}')
+    [x] = results_of(node_env, last_json(r.stdout)["job"])
+    assert x["ok"] and x["value"] not in killed and x["worker"] == wid  # and the slot carries on in a third
+    assert "Traceback" not in w.text
+
+
+def test_cancel_stops_the_tasks_a_worker_holds_at_its_next_heartbeat(node_env, master, spawn, tmp_path):
+    folder = write_tasks(tmp_path / "tasks", limits=LIMITS)
+    w, wid = start_worker(spawn, node_env, "--threads", "2", "--processes", "1", "--tasks-dir", str(folder))
+    pidfile = tmp_path / "pids"
+    where = ["--master", f"127.0.0.1:{node_env['MPC_PORT']}", "--authkey-file", node_env["MPC_AUTHKEY_FILE"]]
+    sleepy = spawn(mpc("submit", "--json", "--kind", "sleep", "--tasks", "4", "--seconds", "30", *where))
+    spinny = spawn(mpc("submit", "--json", "--kind", "spin_cpu", "--tasks", "2", "--args",
+                       json.dumps({"seconds": 30, "pidfile": str(pidfile)}), *where))
+    jobs = [c.expect(r"submitted job (\S+):", 15).group(1) for c in (sleepy, spinny)]
+    wait_leased(node_env, 3)  # two thread slots and the process slot are busy
+    started = time.monotonic()
+    for job in jobs:
+        r = run_mpc("cancel", job, *where, timeout=30)
+        assert r.returncode == 0, r.stdout + r.stderr
+    w.expect(rf"worker {wid}: the master cancelled \d of the tasks held here; stopping them", 10)
+    assert sleepy.wait(30) == 3 and spinny.wait(30) == 3  # their clients hear the jobs were cancelled
+    end = time.monotonic() + 10
+    while status(node_env)["queues"]["leased"]:  # nothing held any more: the 30 s tasks were stopped
+        assert time.monotonic() < end
+        time.sleep(0.1)
+    assert time.monotonic() - started < 10
+    [child] = [int(p) for p in pidfile.read_text().split()]
+    with pytest.raises(ProcessLookupError):
+        import os
+
+        os.kill(child, 0)  # the process slot's child was killed
+    r = submit(node_env, "--tasks", "3", "--seconds", "0")  # and the worker carries on
+    assert r.returncode == 0 and last_json(r.stdout)["workers"] == {wid: 3}
+    assert "Traceback" not in w.text

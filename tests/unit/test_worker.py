@@ -363,6 +363,19 @@ def test_a_process_task_past_its_time_limit_is_killed():
     assert 0.5 <= first["elapsed"] < 5 and second["value"] == pids[1] != pids[0]
 
 
+def test_a_new_childs_start_up_does_not_count_against_the_time_limit():
+    leases = [[t("t_pid", 1, timeout=0.5)]]
+    master = ScriptedMaster(on={"lease": lambda link, args: leases.pop(0) if leases and "process 1" in link.threads
+                                else None})
+    worker = Worker(master.new_link, "w1", processes=1, stop_grace=1.0, heartbeat_seconds=0.05,
+                    tasks_dir=worker_kinds.DIR, task_modules="unit_kinds,slow_start")  # the child imports for 1 s
+    th = start(worker)
+    master.await_(lambda: any(m == "ack" for m, _, _ in master.calls), 30)
+    stop(worker, th)
+    [r] = acked(master)
+    assert r["ok"] and r["value"] == worker.slots[1].executor.pids[0]  # 1 s to start, yet within its 0.5 s limit
+
+
 # ---- the graceful stop -------------------------------------------------------------------------------------------
 
 def test_sigterm_drains_every_slot_hand_back_then_ack_then_goodbye():
