@@ -1,30 +1,27 @@
-"""Running one task, in a thread or in a child process, so that the thread that waits for it can stop waiting.
+"""Running one task: turning whatever it does into a result record, and the task a slot has in hand.
 
-A slot's runner thread never runs a task itself: it hands the task to an executor and waits, so a cancel from the
-master, the end of the stop grace or the task's time limit can end the wait at once. Two executors:
-
-- ``ThreadExecutor`` runs tasks in a helper thread. A thread cannot be killed: a task past its time limit (or
-  cancelled) has its abort event set (the built-in kinds stop at once: ``tasks.pause``) and is *abandoned*; its
-  helper finishes it in the background, its result is discarded, and the next task gets a new helper.
-- ``ProcessExecutor`` runs tasks in one child process (CPU-bound kinds: each child has its own GIL), fed over a
-  Pipe one task at a time. Stopping a task kills the child (SIGKILL); a child that dies by itself (segfault,
-  os._exit, the OOM killer) gives a ``WorkerProcessDied`` error result. Either way the next task gets a fresh child.
-
-Every wait is bounded or wakeable (``wake``), so a dead child or a stuck task never hangs the worker.
+``execute`` runs a task by name and never raises for anything the task does: an exception is an error result with
+its type, message and bounded worker-side traceback. ``InHand`` is a slot's task in hand and what other threads
+may do to it: the heartbeat thread cancels it (the master said so), the main thread ends it when the stop grace is
+over. A slot hands its task to an executor (``executors.py``) and only waits, so any of these, or the task's time
+limit, ends the wait at once; a task known to be short runs on the slot's own thread instead (see ``run``).
 """
 
 from __future__ import annotations
 
+import enum
 import json
-import multiprocessing
-import os
-import queue
-import signal
 import threading
 import time
-from multiprocessing.connection import wait as wait_any
+from collections.abc import Callable, Iterable
 
 from . import tasks as kinds
+
+Key = tuple[str, int]
+
+
+def key_of(task: dict) -> Key:
+    return (task.get("job"), task.get("id"))
 
 
 def parse_args(raw: object) -> object:
@@ -56,220 +53,112 @@ def failure(task: dict, worker: str, ip: str, kind: str, message: str, elapsed: 
             "elapsed": round(elapsed, 4)}
 
 
-class _Call:
-    """One task handed to a helper thread; ``finished`` is set before ``bell`` rings."""
+class Stopped(enum.Enum):
+    """How a task ended without a result of its own."""
 
-    def __init__(self, task: dict, bell: threading.Event):
-        self.task, self.bell = task, bell
-        self.abort = threading.Event()
-        self.result: dict | None = None
-        self.finished = False
+    CANCELLED = "cancelled"  # its job was cancelled: no result, no ack
+    HANDED_BACK = "handed back"  # the worker is stopping and the grace is over: released to run elsewhere
 
 
-def _helper(inbox: queue.SimpleQueue, worker: str, ip: str) -> None:
-    while (call := inbox.get()) is not None:
-        call.result = execute(call.task, worker, ip, call.abort)
-        call.finished = True
-        call.bell.set()
+def _time_limit(value: object) -> float | None:
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and 0 < value < float("inf")
+    return float(value) if ok else None
 
 
-class ThreadExecutor:
-    """Runs one task at a time in a helper thread (daemon: an abandoned task never holds up the worker's exit)."""
-
-    kills = False  # a thread cannot be killed, only abandoned
-
-    def __init__(self, worker: str, ip: str = ""):
-        self.worker, self.ip = worker, ip
-        self._bell = threading.Event()  # rung by the helper when done, and by wake()
-        self._inbox: queue.SimpleQueue | None = None
-        self._call: _Call | None = None
-
-    def start(self, task: dict) -> None:
-        if self._inbox is None:
-            self._inbox = queue.SimpleQueue()
-            threading.Thread(target=_helper, args=(self._inbox, self.worker, self.ip), name="task",
-                             daemon=True).start()
-        self._bell.clear()
-        self._call = _Call(task, self._bell)
-        self._inbox.put(self._call)
-
-    def wait(self, seconds: float | None) -> dict | None:
-        """The result, or None if ``seconds`` passed or ``wake`` was called first."""
-        self._bell.wait(seconds)
-        self._bell.clear()  # then look: a result that rang just before the clear is still seen here
-        call = self._call
-        if call is not None and call.finished:
-            self._call = None
-            return call.result
-        return None
-
-    def stop(self) -> None:
-        """Abandon the running task: ask it to stop (tasks.pause honours this), stop waiting for it, and give the
-        next task a new helper; the old one ends after this task and its result is thrown away."""
-        call, inbox = self._call, self._inbox
-        self._call = self._inbox = None
-        if call is not None:
-            call.abort.set()
-        if inbox is not None:
-            inbox.put(None)
-        self._bell = threading.Event()  # the abandoned call keeps ringing the old one, which nobody waits on
-
-    def wake(self) -> None:
-        self._bell.set()
-
-    def prepare(self) -> None:
-        pass  # the helper thread starts with the first task: it costs nothing to speak of
-
-    def close(self) -> None:
-        self.stop()
+def _error_type(result: dict) -> str:
+    return (result.get("error") or {}).get("type", "")
 
 
-def start_method() -> str:
-    """forkserver where there is one (Linux, macOS), else spawn; never fork: a worker has threads (forking a
-    threaded process is unsafe, and 3.14 changes the default), and a forked child would inherit the worker's end
-    of its own pipe, so it would never see EOF if the worker died."""
-    return "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
+class InHand:
+    """A slot's task in hand (one at a time), run through its executor; other threads may cancel it or end it."""
 
+    def __init__(self, executor, worker: str, ip: str):
+        self.executor, self.worker, self.ip = executor, worker, ip
+        self._lock = threading.Lock()  # guards the four below: other threads cancel and interrupt
+        self._current: Key | None = None
+        self._interrupt: Stopped | None = None
+        self._cancelled: set[Key] = set()  # cancelled before it started, or after it finished: dropped when met
+        self._abort: threading.Event | None = None  # set while a task runs inline, on the slot's own thread
+        self._inline_abort = threading.Event()  # reused: making an Event per task costs as much as a no-op task
 
-def _child_main(conn, tasks_dir: str, modules: str | None) -> None:
-    """A process slot's child: load the user's task modules (the worker already logged any that fail), then run
-    tasks one at a time until the worker closes the pipe."""
-    # Ctrl-C in a terminal reaches the whole process group: the worker decides when a task stops, not the key.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    kinds.load_modules(tasks_dir, modules)
-    conn.send("ready")  # the worker starts a task's clock only now: start-up is not the task's time
-    while True:
-        try:
-            task = conn.recv()
-        except (EOFError, OSError):
-            return
-        if task is None:
-            return
-        conn.send(execute(task))
-
-
-#: How long a new child may take to start and import the task modules before it counts as dead.
-CHILD_START_SECONDS = 60.0
-
-
-class ProcessExecutor:
-    """Runs one task at a time in a child process owned by one runner thread (only that thread calls start, wait,
-    stop and prepare; other threads only ``wake`` it)."""
-
-    kills = True
-
-    def __init__(self, worker: str, ip: str, tasks_dir: str, modules: str | None,
-                 context: multiprocessing.context.BaseContext | None = None):
-        self.worker, self.ip = worker, ip
-        self._args = (tasks_dir, modules)
-        self._ctx = context or multiprocessing.get_context(start_method())
-        self._child = self._conn = None
-        self._ready = False  # the child said it has loaded the task modules
-        self._task: dict | None = None
-        self._started = 0.0
-        self._wake_r, self._wake_w = os.pipe()
-        os.set_blocking(self._wake_r, False)
-        os.set_blocking(self._wake_w, False)
-        self.pids: list[int] = []  # every child started (tests and logs)
-
-    @property
-    def pid(self) -> int | None:
-        return self._child.pid if self._child is not None else None
-
-    def _spawn(self) -> None:
-        ours, theirs = self._ctx.Pipe()
-        child = self._ctx.Process(target=_child_main, args=(theirs, *self._args), name="mpcluster-task", daemon=True)
-        child.start()
-        theirs.close()  # only the child holds its end: if the child dies, our reads see EOF
-        self._child, self._conn, self._ready = child, ours, False
-        self.pids.append(child.pid)
-
-    def prepare(self) -> None:
-        """Have a child starting (or started) for the next task, so that it starts while the slot does other
-        things (acks, leases) rather than when a task waits for it."""
-        if self._child is None or not self._child.is_alive():
-            self._discard()
-            self._spawn()
-
-    def _await_ready(self) -> None:
-        if self._ready:
-            return
-        if self._conn in wait_any([self._conn, self._child.sentinel], CHILD_START_SECONDS):
-            try:
-                self._ready = self._conn.recv() == "ready"
+    # ---- called from other threads ----------------------------------------------------------------------------
+    def cancel(self, key: Key) -> None:
+        with self._lock:
+            if self._current != key:
+                self._cancelled.add(key)
                 return
-            except (EOFError, OSError):
-                pass
-        self._child.kill()  # it died while starting, or never got ready: wait() reports it as dead
+            self._stop(Stopped.CANCELLED)
 
-    def start(self, task: dict) -> None:
-        """Hand the task to the child (started first if need be; its start-up is not the task's time)."""
-        self.prepare()
-        self._await_ready()
-        self._task, self._started = task, time.monotonic()
+    def grace_over(self) -> None:
+        """The stop grace is over: stop the task in hand; it is handed back."""
+        with self._lock:
+            if self._current is not None and self._interrupt is None:
+                self._stop(Stopped.HANDED_BACK)
+
+    def _stop(self, why: Stopped) -> None:  # with the lock held
+        self._interrupt = why
+        if self._abort is not None:
+            self._abort.set()  # a short task running inline: tasks.pause ends it
+        self.executor.wake()
+
+    # ---- called from the slot's own thread --------------------------------------------------------------------
+    def cancelled_of(self, keys: Iterable[Key]) -> set[Key]:
+        """Which of these keys were cancelled (and forget them: they are dropped now)."""
+        with self._lock:
+            found = set(keys) & self._cancelled
+            self._cancelled -= found
+        return found
+
+    def run(self, task: dict, short: bool, on_wake: Callable[[], None], stopping: threading.Event) -> dict | Stopped:
+        """The task's result (an error result past its time limit), or how it was stopped. ``short``: the slot's
+        tasks take less than a hand-over to a helper thread costs, so a thread slot runs this one itself (not with
+        a time limit: that needs a thread to abandon). ``on_wake`` runs whenever the wait is woken (the stop)."""
+        key, limit = key_of(task), _time_limit(task.get("timeout"))
+        inline = short and limit is None and not self.executor.kills
+        with self._lock:
+            if key in self._cancelled:
+                self._cancelled.discard(key)
+                return Stopped.CANCELLED
+            self._current, self._interrupt = key, None
+            if inline:
+                self._inline_abort.clear()
+                self._abort = self._inline_abort
         try:
-            self._conn.send(task)
-        except OSError:
-            pass  # the child died just now: wait() sees its sentinel and says so
+            if inline:
+                return self._finished(execute(task, self.worker, self.ip, self._abort), stopping)
+            return self._elsewhere(task, limit, on_wake, stopping)
+        finally:
+            with self._lock:
+                self._current = self._interrupt = self._abort = None
 
-    def wait(self, seconds: float | None) -> dict | None:
-        """The result (a dead child's is a WorkerProcessDied error), or None if ``seconds`` passed or ``wake``
-        was called first."""
-        ready = wait_any([self._conn, self._child.sentinel, self._wake_r], seconds)
-        if self._wake_r in ready:
-            try:
-                while os.read(self._wake_r, 512):
-                    pass
-            except BlockingIOError:
-                pass
-        if self._conn in ready:
-            try:
-                result = self._conn.recv()
-                result.update(worker=self.worker, ip=self.ip)
-                self._task = None  # the child is idle again
-                return result
-            except (EOFError, OSError):
-                pass  # it died before answering: see below
-        if self._conn in ready or self._child.sentinel in ready:
-            self._child.join(5)
-            code, task = self._child.exitcode, self._task or {}
-            self._discard()
-            return failure(task, self.worker, self.ip, "WorkerProcessDied",
-                           f"the process running the task died (exit code {code})", time.monotonic() - self._started)
-        return None
+    def _elsewhere(self, task: dict, limit: float | None, on_wake: Callable[[], None],
+                   stopping: threading.Event) -> dict | Stopped:
+        self.executor.start(task)
+        started = time.monotonic()  # after start: a new child's start-up is not the task's time
+        while True:
+            with self._lock:
+                why = self._interrupt
+            if why is not None:
+                self.executor.stop()
+                return why
+            on_wake()
+            left = None if limit is None else started + limit - time.monotonic()
+            if left is not None and left <= 0:
+                self.executor.stop()
+                how = "killed" if self.executor.kills else "abandoned (a thread cannot be killed)"
+                return failure(task, self.worker, self.ip, "TaskTimeout", f"ran past its {limit:g} s time limit; {how}",
+                               time.monotonic() - started)
+            result = self.executor.wait(left)
+            if result is not None:
+                return self._finished(result, stopping)
 
-    def stop(self) -> None:
-        """Kill the child running the task (SIGKILL: a task cannot refuse); the next task gets a fresh one."""
-        if self._child is not None:
-            self._child.kill()
-            self._child.join(5)
-        self._discard()
-
-    def _discard(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
-        if self._child is not None and self._child.exitcode is not None:
-            self._child.close()
-        self._child = self._conn = None
-        self._ready, self._task = False, None
-
-    def wake(self) -> None:
-        try:
-            os.write(self._wake_w, b"!")
-        except (BlockingIOError, OSError):
-            pass  # already ringing, or closed
-
-    def close(self) -> None:
-        """End the child (asked to leave if idle, killed otherwise) and the wake pipe."""
-        if self._child is not None and self._task is None:
-            try:
-                self._conn.send(None)
-                self._child.join(2)
-            except OSError:
-                pass
-        self.stop()
-        for fd in (self._wake_r, self._wake_w):
-            try:
-                os.close(fd)
-            except OSError:
-                pass
+    def _finished(self, result: dict, stopping: threading.Event) -> dict | Stopped:
+        with self._lock:
+            why = self._interrupt
+        if why is Stopped.CANCELLED:
+            return why  # cancelled as it finished: its result is dropped all the same
+        if why is Stopped.HANDED_BACK and _error_type(result) == "Interrupted":
+            return why  # it ran inline and stopped early because the grace ended: it runs again elsewhere
+        if _error_type(result) == "WorkerProcessDied" and stopping.is_set():
+            return Stopped.HANDED_BACK  # a stop signal sent to the whole group reached the child too
+        return result

@@ -1,9 +1,9 @@
 """A worker's slots: each one a runner thread that leases tasks, runs them one at a time, and acknowledges them.
 
-A slot runs its tasks through an executor (``runner.ThreadExecutor`` or ``runner.ProcessExecutor``) and only
-waits for them, so it can stop waiting when the master cancels a task, when the stop grace ends, or when a task
-passes its time limit. Each slot talks to the master over its own link (``Worker.link``, a threading.local): a
-slot that loses the master reconnects by itself and re-sends the results it could not deliver.
+A slot runs its tasks through its ``runner.InHand`` and an executor (``executors.ThreadExecutor`` or
+``executors.ProcessExecutor``), so it can stop waiting when the master cancels a task, when the stop grace ends,
+or when a task passes its time limit. Each slot talks to the master over its own link (``Worker.link``, a
+threading.local): a slot that loses the master reconnects by itself and re-sends the results it could not deliver.
 
 What the slots share is ``Holdings``: the keys of every task they hold (leased, running, or done and not yet
 acknowledged), which the worker's heartbeats name so that the master renews exactly those leases.
@@ -11,18 +11,16 @@ acknowledged), which the worker's heartbeats name so that the master renews exac
 
 from __future__ import annotations
 
-import enum
 import logging
 import threading
 import time
 from collections import deque
 
 from .protocol import AuthFailed, Unreachable
-from .runner import execute, failure
+from .runner import InHand, Key, Stopped, key_of
 
 log = logging.getLogger("mpcluster")
 
-Key = tuple[str, int]
 TARGET_BATCH_SECONDS = 0.2  # lease about this much work per round trip
 LEASE_WAIT = 2.0  # a lease's long poll; a stopping worker's heartbeat ends it early
 #: A thread slot whose tasks take less than this on average runs them on its own thread: handing a task to a helper
@@ -31,19 +29,8 @@ LEASE_WAIT = 2.0  # a lease's long poll; a stopping worker's heartbeat ends it e
 INLINE_BELOW = 0.002
 
 
-class Stopped(enum.Enum):
-    """How a task ended without a result of its own."""
-
-    CANCELLED = "cancelled"  # its job was cancelled: no result, no ack
-    HANDED_BACK = "handed back"  # the worker is stopping and the grace is over: released to run elsewhere
-
-
 class MasterRefused(Exception):
     """The master answered a call with an error (e.g. its journal's disk is full): retry later, keep the results."""
-
-
-def key_of(task: dict) -> Key:
-    return (task.get("job"), task.get("id"))
 
 
 class Holdings:
@@ -80,11 +67,6 @@ class Holdings:
         return len(found)
 
 
-def _time_limit(value: object) -> float | None:
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and 0 < value < float("inf")
-    return float(value) if ok else None
-
-
 class Slot:
     """One runner thread: lease -> run -> ack, with its own link. ``kinds`` is what it leases (None: any kind)."""
 
@@ -96,33 +78,15 @@ class Slot:
         self.queue: deque[dict] = deque()  # leased, not started
         self.outbox: list[dict] = []  # done, not yet acknowledged
         self.link = None  # this thread's link, once it runs (tests look at it)
-        self._lock = threading.Lock()  # guards the three below: other threads cancel and interrupt
-        self._current: Key | None = None
-        self._interrupt: Stopped | None = None
-        self._cancelled: set[Key] = set()
-        self._abort: threading.Event | None = None  # set while a task runs inline, on this very thread
-        self._inline_abort = threading.Event()  # reused: making an Event per task costs as much as a no-op task
+        self.hand = InHand(executor, worker.id, worker.ip)
         self.thread = threading.Thread(target=self._main, name=name, daemon=True)
 
     # ---- called from other threads ----------------------------------------------------------------------------
     def cancel(self, key: Key) -> None:
-        with self._lock:
-            if self._current != key:
-                self._cancelled.add(key)  # not started yet, or done and not acknowledged: dropped when met
-                return
-            self._stop_current(Stopped.CANCELLED)
+        self.hand.cancel(key)
 
     def grace_over(self) -> None:
-        """The stop grace is over: stop the task in hand; it is handed back."""
-        with self._lock:
-            if self._current is not None and self._interrupt is None:
-                self._stop_current(Stopped.HANDED_BACK)
-
-    def _stop_current(self, why: Stopped) -> None:  # with the lock held
-        self._interrupt = why
-        if self._abort is not None:
-            self._abort.set()  # a short task running inline: tasks.pause ends it
-        self.executor.wake()
+        self.hand.grace_over()
 
     def wake(self) -> None:
         self.executor.wake()
@@ -187,7 +151,8 @@ class Slot:
         started, n = time.monotonic(), 0
         while self.queue and not self.w.stop.is_set():
             task = self.queue.popleft()
-            outcome = self._run_one(task, link)
+            short = self._avg is not None and self._avg < INLINE_BELOW
+            outcome = self.hand.run(task, short, lambda: self._hand_back_unstarted(link), self.w.stop)
             if not self.w.stop.is_set():
                 self.executor.prepare()  # a child killed or dead: its successor starts now, not with the next task
             if outcome is Stopped.HANDED_BACK:
@@ -198,80 +163,24 @@ class Slot:
         self.done += n
         if n:
             self._adapt((time.monotonic() - started) / n)
-        if self.queue:  # stopping: what was not started runs elsewhere
+        self._hand_back_unstarted(link)  # stopping: what was not started runs elsewhere
+
+    def _hand_back_unstarted(self, link) -> None:
+        if self.w.stop.is_set() and self.queue:  # woken by the stop: hand back the rest now, not after the task
             self._hand_back(link, list(self.queue))
             self.queue.clear()
-
-    def _run_one(self, task: dict, link) -> dict | Stopped:
-        """The task's result (an error result past its time limit), or how it was stopped."""
-        key = key_of(task)
-        limit = _time_limit(task.get("timeout"))
-        inline = not self.executor.kills and limit is None and self._avg is not None and self._avg < INLINE_BELOW
-        with self._lock:
-            if key in self._cancelled:
-                self._cancelled.discard(key)
-                return Stopped.CANCELLED
-            self._current, self._interrupt = key, None
-            if inline:
-                self._inline_abort.clear()
-                self._abort = self._inline_abort
-        try:
-            if inline:
-                return self._finished(execute(task, self.w.id, self.w.ip, self._abort))
-            return self._run_elsewhere(task, link, limit)
-        finally:
-            with self._lock:
-                self._current = self._interrupt = self._abort = None
-
-    def _run_elsewhere(self, task: dict, link, limit: float | None) -> dict | Stopped:
-        """Run the task in the executor, waiting until it ends, is stopped, or passes its time limit."""
-        self.executor.start(task)
-        started = time.monotonic()  # after start: a new child's start-up is not the task's time
-        while True:
-            with self._lock:
-                why = self._interrupt
-            if why is not None:
-                self.executor.stop()
-                return why
-            if self.w.stop.is_set() and self.queue:  # woken by the stop: hand back the rest now, not later
-                self._hand_back(link, list(self.queue))
-                self.queue.clear()
-            left = None if limit is None else started + limit - time.monotonic()
-            if left is not None and left <= 0:
-                self.executor.stop()
-                how = "killed" if self.executor.kills else "abandoned (a thread cannot be killed)"
-                return failure(task, self.w.id, self.w.ip, "TaskTimeout",
-                               f"ran past its {limit:g} s time limit; {how}", time.monotonic() - started)
-            result = self.executor.wait(left)
-            if result is not None:
-                return self._finished(result)
-
-    def _finished(self, result: dict) -> dict | Stopped:
-        with self._lock:
-            why = self._interrupt
-        if why is Stopped.CANCELLED:
-            return why  # cancelled as it finished: its result is dropped all the same
-        if why is Stopped.HANDED_BACK and (result.get("error") or {}).get("type") == "Interrupted":
-            return why  # it ran inline and stopped early because the grace ended: it runs again elsewhere
-        died = (result.get("error") or {}).get("type") == "WorkerProcessDied"
-        if died and self.w.stop.is_set():
-            return Stopped.HANDED_BACK  # a stop signal sent to the whole group reached the child too
-        return result
 
     def _hand_back(self, link, tasks: list[dict]) -> None:
         keys = [key_of(t) for t in tasks]
         self.w.holdings.discard(keys)
-        with self._lock:
-            self._cancelled.difference_update(keys)
+        self.hand.cancelled_of(keys)  # marks of cancels for these are moot: the master has them back
         try:
             self._call(link, "release", self.w.id, [list(k) for k in keys])
         except (Unreachable, MasterRefused) as e:  # the leases expire on the master (or the goodbye hands them back)
             log.info("%s: could not hand back %d tasks (%s); they run again elsewhere", self.role, len(keys), e)
 
     def _ack(self, link) -> None:
-        with self._lock:
-            dropped = {key_of(r) for r in self.outbox} & self._cancelled
-            self._cancelled -= dropped
+        dropped = self.hand.cancelled_of(key_of(r) for r in self.outbox)
         if dropped:  # cancelled after they finished: the master wants no result
             self.outbox = [r for r in self.outbox if key_of(r) not in dropped]
         if not self.outbox:
@@ -286,9 +195,7 @@ class Slot:
         if link is None:
             return
         try:
-            if self.queue:
-                self._hand_back(link, list(self.queue))
-                self.queue.clear()
+            self._hand_back_unstarted(link)
             self._ack(link)
         except (Unreachable, MasterRefused, AuthFailed):
             pass

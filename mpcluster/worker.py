@@ -27,8 +27,10 @@ from . import __version__
 from . import tasks as kinds
 from .classic import serve_lesson_master
 from .config import WorkerSettings
+from .executors import ProcessExecutor, ThreadExecutor
+from .heartbeat import Heartbeat
 from .protocol import AuthFailed, Link, Unreachable
-from .runner import ProcessExecutor, ThreadExecutor, execute  # noqa: F401 - execute: the worker's way to run one task
+from .runner import execute  # noqa: F401 - the worker's way to run one task, for those who import it from here
 from .slots import Holdings, Slot
 
 log = logging.getLogger("mpcluster")
@@ -67,7 +69,8 @@ class Worker:
         # one thread reconnecting after a lost master never pulls the connection from under another's call.
         self._local = threading.local()
         self.id, self.threads, self.processes = worker_id, threads, processes
-        self.batch_max, self.stop_grace, self.heartbeat_seconds = batch_max, stop_grace, heartbeat_seconds
+        self.batch_max, self.stop_grace = batch_max, stop_grace
+        self.heartbeat = Heartbeat(self, heartbeat_seconds)
         self.tasks_dir, self.task_modules = tasks_dir, task_modules
         self.stop = threading.Event()  # SIGTERM seen (or a slot cannot go on): no more leasing
         self.abort = threading.Event()  # classic fallback only: the grace is over, interrupt the task in hand
@@ -134,12 +137,12 @@ class Worker:
             return serve_lesson_master(link, self.id, self.stop, self.abort)
         self.slots = self._make_slots()
         # The first heartbeat before saying anything: once these lines are out, the master knows what we offer.
-        self._beat_once(link, "introduce itself to")
+        self.heartbeat.once(link, "introduce itself to")
         log.info("worker %s: connected to master at %s from %s (mpcluster protocol)", self.id, link.where,
                  link.ip or "?")
         log.info("worker %s: offers %s (threads %d, processes %d)", self.id, ", ".join(sorted(kinds.KINDS)),
                  self.threads, self.processes)
-        threading.Thread(target=self._heartbeats, name="heartbeat", daemon=True).start()
+        self.heartbeat.start()
         for slot in self.slots:
             slot.thread.start()
         while not self.stop.is_set():
@@ -150,7 +153,7 @@ class Worker:
         # Before any slot hands anything back: the master ends our long polls and grants us nothing more, so a task
         # one slot hands back is not leased again by another.
         try:
-            self._beat_once(link, "tell it is stopping to")
+            self.heartbeat.once(link, "tell it is stopping to")
         except AuthFailed as e:  # the key changed under us: the slots find out too; the stop goes on
             log.warning("worker %s: %s", self.id, e)
         for slot in self.slots:
@@ -169,24 +172,6 @@ class Worker:
                        ProcessExecutor(self.id, self.ip, self.tasks_dir, self.task_modules), cpu_kinds)
                   for i in range(self.processes)]
         return slots
-
-    def _beat_once(self, link: Link, purpose: str) -> None:
-        """One heartbeat from this thread, now (the heartbeat thread keeps its own pace); trouble is one line."""
-        for attempt in (1, 2):  # this link may have gone stale while idle: reopen it once
-            try:
-                if link.dispatcher is None:
-                    link.open()
-                self._heard(link.call("heartbeat", self.id, self.info(), self.holdings.keys()))
-                return
-            except Unreachable as e:
-                if attempt == 2:
-                    log.warning("worker %s: could not %s the master (%s)", self.id, purpose, e)
-            except AuthFailed:
-                raise
-            except Exception as e:  # an error answer: go on without it
-                log.warning("worker %s: could not %s the master (%s: %s)", self.id, purpose, type(e).__name__,
-                            str(e)[:200])
-                return
 
     def _drain_slots(self) -> None:
         """Let the tasks in hand finish within the grace; then stop them (handed back) and wait a little more."""
@@ -244,38 +229,6 @@ class Worker:
         except Exception:  # the leases expire on the master instead
             pass
         return 0
-
-    # ---- the heartbeat thread ------------------------------------------------------------------------------
-    def _heartbeats(self) -> None:
-        # The first one at once, so the registry learns the worker's details early; they go on while a stopping
-        # worker finishes its tasks, so that their leases do not expire under them, until the goodbye.
-        link = self.link()
-        said = ""
-        while not self.leaving.is_set():
-            try:
-                if link.dispatcher is None:
-                    link.open()
-                self._heard(link.call("heartbeat", self.id, self.info(), self.holdings.keys()))
-                said = ""
-            except Unreachable:
-                pass  # the slots notice too; this link is reopened at the next beat
-            except Exception as e:  # an error answer, or our key refused: one line per kind of trouble
-                if str(e) != said:
-                    log.warning("worker %s: heartbeat failed: %s: %s", self.id, type(e).__name__, str(e)[:200])
-                    said = str(e)
-            self.leaving.wait(self.heartbeat_seconds)
-
-    def _heard(self, reply: object) -> None:
-        if not isinstance(reply, dict):
-            return
-        if isinstance(reply.get("heartbeat_seconds"), (int, float)):
-            self.heartbeat_seconds = max(0.05, float(reply["heartbeat_seconds"]))  # the master's setting
-        cancel = reply.get("cancel")
-        if isinstance(cancel, list) and cancel:
-            n = self.holdings.cancel(cancel)
-            if n:
-                log.info("worker %s: the master cancelled %d of the tasks held here; stopping them", self.id, n)
-
 
 def main(settings: WorkerSettings, new_link: Callable[[], Link]) -> int:
     worker_id = default_worker_id(settings.worker_id)

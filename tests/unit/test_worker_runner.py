@@ -7,7 +7,8 @@ import time
 import pytest
 
 from mpcluster import tasks
-from mpcluster.runner import ProcessExecutor, ThreadExecutor, execute
+from mpcluster.executors import ProcessExecutor, ThreadExecutor
+from mpcluster.runner import execute
 from tests.unit import worker_kinds
 
 KINDS = worker_kinds.load()
