@@ -62,13 +62,13 @@ def write_tasks(folder, **modules):
 def test_four_thread_slots_run_eight_half_second_sleeps_in_about_a_second(node_env, master, spawn, tmp_path):
     w, wid = start_worker(spawn, node_env, "--threads", "4", "--tasks-dir", str(write_tasks(tmp_path / "none")))
     w.expect(rf"worker {wid}: offers primes, sleep, square \(threads 4, processes 0\)", 1)
-    started = time.monotonic()
     r = submit(node_env, "--tasks", "8", "--kind", "sleep", "--seconds", "0.5")
-    wall = time.monotonic() - started
     assert r.returncode == 0, r.stdout + r.stderr
     s = last_json(r.stdout)
     assert (s["results"], s["missing"], s["duplicates"], s["errors"], s["workers"]) == (8, [], 0, 0, {wid: 8})
-    assert s["seconds"] < 2.5 and wall < 4.0, (s["seconds"], wall)  # one slot would need 4 s
+    # the job's wall time, from its arrival at the master to its last result (the client's own start-up, seconds
+    # on a busy machine, is not the worker's): one slot would need 4 s
+    assert s["seconds"] < 2.5, s
     results = results_of(node_env, s["job"])
     assert sorted(x["id"] for x in results) == list(range(8))  # every result exactly once
     assert all(x["ok"] and x["worker"] == wid and x["value"] == 0.5 and 0.5 <= x["elapsed"] < 1.0 for x in results)
