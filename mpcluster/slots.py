@@ -68,7 +68,8 @@ class Holdings:
 
 
 class Slot:
-    """One runner thread: lease -> run -> ack, with its own link. ``kinds`` is what it leases (None: any kind)."""
+    """One runner thread: lease -> run -> ack, with its own link. ``kinds`` is what it leases (None: every kind the
+    worker offers)."""
 
     def __init__(self, worker, name: str, executor, kinds: list[str] | None):
         self.w, self.name, self.executor, self.kinds = worker, name, executor, kinds
@@ -140,7 +141,8 @@ class Slot:
     def _lease(self, link) -> None:
         if self.w.stop.is_set() or self.queue:
             return
-        # ``kinds`` is left out when any kind will do, so that a master older than the kinds filter serves us too.
+        # ``kinds`` is left out when the slot takes every kind the worker offers (the master reads those from
+        # ``info``), so that a master older than the kinds filter serves us too.
         extra = () if self.kinds is None else (self.kinds,)
         got = self._call(link, "lease", self.w.id, self.batch, LEASE_WAIT, self.w.info(), *extra)
         tasks = [t for t in got or () if isinstance(t, dict)]

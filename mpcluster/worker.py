@@ -58,6 +58,9 @@ def slot_kinds(processes: int) -> tuple[list[str] | None, list[str]]:
 
 
 class Worker:
+    """One worker process: its slots, its heartbeat, its stop. Not to be confused with ``registry.WorkerState``,
+    what the master knows of a worker."""
+
     def __init__(self, new_link: Callable[[], Link], worker_id: str, *, threads: int = 1, processes: int = 0,
                  batch_max: int = 100, stop_grace: float = 5.0, heartbeat_seconds: float = 2.0,
                  tasks_dir: str = "tasks", task_modules: str | None = None):
