@@ -81,6 +81,11 @@ class InHand:
         self._abort: threading.Event | None = None  # set while a task runs inline, on the slot's own thread
         self._inline_abort = threading.Event()  # reused: making an Event per task costs as much as a no-op task
 
+    @property
+    def current(self) -> Key | None:
+        """The key of the task running now, if any."""
+        return self._current
+
     # ---- called from other threads ----------------------------------------------------------------------------
     def cancel(self, key: Key) -> None:
         with self._lock:

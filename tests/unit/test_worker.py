@@ -418,6 +418,25 @@ def test_sigterm_drains_every_slot_hand_back_then_ack_then_goodbye():
     assert {r["id"]: r["value"] for r in acked(master)} == {1: 0.6, 4: 16}
 
 
+def test_a_stop_kills_a_process_slots_child_past_the_grace_and_hands_its_task_back():
+    leases = [[t("t_pid", 1), t("t_spin", 2, {"seconds": 60})]]
+    master = ScriptedMaster(on={"lease": lambda link, args: leases.pop(0) if leases and "process 1" in link.threads
+                                else None, "release": lambda link, args: len(args[1])}, script={"goodbye": [1]})
+    worker = worker_for(master, processes=1, stop_grace=0.3)
+    th = start(worker)
+    end = time.monotonic() + 30
+    while len(worker.slots) < 2 or worker.slots[1].hand.current != ("j", 2):  # task 1 done, task 2 running
+        assert time.monotonic() < end, "task 2 never started"
+        time.sleep(0.01)
+    child = worker.slots[1].executor.pid
+    stop(worker, th)
+    assert released(master) == [("j", 2)] and master.methods()[-1] == "goodbye"
+    assert [(r["id"], r["value"]) for r in acked(master)] == [(1, child)]  # done before the stop: acknowledged
+    with pytest.raises(ProcessLookupError):
+        os.kill(child, 0)  # killed at the end of the grace, and no successor started for a stopping worker
+    assert worker.slots[1].executor.pid is None
+
+
 # ---- against a real dispatcher -----------------------------------------------------------------------------------
 
 class InProcessLink(ScriptedLink):
