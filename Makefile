@@ -9,12 +9,17 @@ SECONDS ?= 1.0
 PYTHON ?= python3
 VENV ?= .venv
 PYTEST_ARGS ?=
-export WORKERS
+STACK ?= mpcluster
+REGISTRY ?=
+NODES ?=
+SSH ?= ssh
+export WORKERS STACK REGISTRY NODES SSH
 
 COMPOSE := docker compose
 KEY := .secrets/authkey
 
-.PHONY: help up down scale job status logs ps test test-unit test-integration base key check-docker check-python check-workers lint clean
+.PHONY: help up down scale job status logs ps test test-unit test-integration base key check-docker check-python check-workers lint clean \
+        stack-images stack-up stack-scale stack-down stack-ps stack-status stack-job
 
 help:  ## List the targets
 	@grep -E '^[0-9a-zA-Z_-]+:.*?## .*$$' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "\033[36m%-18s\033[0m %s\n", $$1, $$2}'
@@ -73,6 +78,27 @@ ps: check-docker  ## List the cluster's containers
 
 down: check-docker  ## Stop and remove the containers, the network and the job journal volume
 	$(COMPOSE) down -v --remove-orphans
+
+stack-images: check-docker  ## Swarm: build the images here; REGISTRY=host:port pushes them, NODES="n1 n2" copies them over ssh
+	@scripts/stack images
+
+stack-up: check-workers check-docker key  ## Swarm: deploy the stack (master + WORKERS workers) from this manager and wait for it
+	@scripts/stack up
+
+stack-scale: check-workers check-docker  ## Swarm: change the number of workers (WORKERS=N) and wait for it
+	@scripts/stack scale $(WORKERS)
+
+stack-down: check-docker  ## Swarm: remove the stack and its journal volume
+	@scripts/stack down
+
+stack-ps: check-docker  ## Swarm: the stack's tasks and the nodes they run on
+	@scripts/stack ps
+
+stack-status: check-docker  ## Swarm: the cluster as the master sees it (on the master's node)
+	@scripts/stack status
+
+stack-job: check-docker  ## Swarm: submit a job (TASKS=, KIND=, SECONDS=; on the master's node)
+	@scripts/stack job --tasks $(TASKS) --kind $(KIND) --seconds $(SECONDS)
 
 $(VENV)/.installed: pyproject.toml | check-python
 	$(PYTHON) -m venv $(VENV)
