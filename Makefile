@@ -16,7 +16,8 @@ SSH ?= ssh
 export WORKERS STACK REGISTRY NODES SSH
 
 COMPOSE := docker compose
-KEY := .secrets/authkey
+# The key file Compose and the stack read (MPC_AUTHKEY_HOST_FILE, as in compose.yaml).
+KEY := $(or $(MPC_AUTHKEY_HOST_FILE),.secrets/authkey)
 
 .PHONY: help up down scale job status logs ps test test-unit test-integration base key check-docker check-python check-workers lint clean \
         stack-images stack-up stack-scale stack-down stack-ps stack-status stack-job
@@ -40,7 +41,7 @@ check-python:
 key: $(KEY)  ## Create the authkey (.secrets/authkey, random 256 bits) if there is none
 
 $(KEY):
-	@mkdir -p .secrets && chmod 700 .secrets
+	@mkdir -p $(dir $(KEY)) && if [ "$(dir $(KEY))" = .secrets/ ]; then chmod 700 .secrets; fi
 	@$(PYTHON) -c 'import secrets; print(secrets.token_hex(32))' > $(KEY).tmp 2>/dev/null || od -An -tx1 -N32 /dev/urandom | tr -d ' \n' > $(KEY).tmp
 	@chmod 644 $(KEY).tmp && mv $(KEY).tmp $(KEY)  # 0644 inside a 0700 folder: readable by the containers' user only
 	@echo "created $(KEY) (keep it secret: it lets its holder run code on every node)"
