@@ -19,7 +19,7 @@ COMPOSE := docker compose
 # The key file Compose and the stack read (MPC_AUTHKEY_HOST_FILE, as in compose.yaml).
 KEY := $(or $(MPC_AUTHKEY_HOST_FILE),.secrets/authkey)
 
-.PHONY: help up down scale job status logs ps test test-unit test-integration base key check-docker check-python check-workers lint clean \
+.PHONY: help up down scale job status logs ps test test-unit test-integration test-swarm base key check-docker check-python check-workers lint clean \
         stack-images stack-up stack-scale stack-down stack-ps stack-status stack-job
 
 help:  ## List the targets
@@ -115,7 +115,10 @@ test-unit: $(VENV)/.installed  ## Run the fast suite alone (no Docker)
 	$(VENV)/bin/pytest -m 'not docker' $(PYTEST_ARGS)
 
 test-integration: $(VENV)/.installed base  ## Run the Docker suite alone
-	TESTCONTAINERS_RYUK_DISABLED=true $(VENV)/bin/pytest -m docker $(PYTEST_ARGS)
+	TESTCONTAINERS_RYUK_DISABLED=true $(VENV)/bin/pytest -m 'docker and not swarm' $(PYTEST_ARGS)
+
+test-swarm: $(VENV)/.installed base  ## Run the swarm tests alone (a single-node swarm here, three Docker-in-Docker nodes)
+	TESTCONTAINERS_RYUK_DISABLED=true $(VENV)/bin/pytest tests/swarm $(PYTEST_ARGS)
 
 lint: $(VENV)/.installed  ## ruff
 	$(VENV)/bin/ruff check mpcluster tests

@@ -1,0 +1,127 @@
+"""The stack on a single-node swarm (this machine's own engine), deployed with `make stack-up` from the local
+images: scaled to 4, every result of a job arrives from at least 3 workers; scaled to 1 in the middle of a job,
+nothing is lost; the master's port is not published anywhere; `make stack-down` removes it all.
+
+The engine joins a swarm only if it is in none (listening on 127.0.0.1 only), and leaves it again only then.
+"""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from tests.integration.cluster import SESSION
+from tests.support import Proc, free_port, last_json
+from tests.swarm.conftest import cannot_run
+from tests.swarm.nodes import HostSwarm, Stack, listening, run, wait_until
+
+pytestmark = [pytest.mark.docker, pytest.mark.swarm]
+
+
+@pytest.fixture(scope="module")
+def host_swarm(swarm_env):
+    swarm = HostSwarm()
+    try:
+        engine = swarm.__enter__()
+    except (RuntimeError, AssertionError) as e:
+        cannot_run(f"no single-node swarm here ({e})")
+    try:
+        yield swarm, engine
+    finally:
+        swarm.__exit__()
+
+
+@pytest.fixture(scope="module")
+def stack(host_swarm, swarm_env):
+    swarm, engine = host_swarm
+    s = Stack(engine, f"mpct{SESSION}one", {**swarm_env, "MPC_HOST_PORT": str(free_port())})
+    try:
+        out = s.make("stack-up", WORKERS="2")
+        assert "2 workers connected" in out, out
+        yield s
+    finally:
+        s.make("stack-down")
+
+
+def test_scaled_to_four_a_jobs_results_come_from_at_least_three_workers(stack):
+    out = stack.make("stack-scale", WORKERS="4")
+    assert "workers: 4 alive" in out, out
+    s = last_json(stack.mpc("submit", "--json", "--tasks", "24", "--seconds", "0.5", "--seed", "4").stdout)
+    assert (s["tasks"], s["results"], s["missing"], s["duplicates"], s["errors"], s["wrong"]) == (24, 24, [], 0, 0, [])
+    assert len(s["workers"]) >= 3 and sum(s["workers"].values()) == 24
+    # Worker ids are the replicas' slots; their addresses are the worker tasks' own on the overlay network.
+    assert set(s["workers"]) <= {f"worker-{i}" for i in range(1, 5)}
+    assert set(s["ips"].values()) <= set(stack.worker_ips())
+    # `make stack-status` shows the same cluster, hostnames carrying the node's name.
+    st = stack.status()
+    node = engine_hostname(stack)
+    assert {w["id"]: w["host"] for w in st["workers"] if w["state"] == "alive"} == {
+        f"worker-{i}": f"{node}-worker-{i}" for i in range(1, 5)}
+    assert "workers: 4 alive of 4 seen" in stack.make("stack-status")
+
+
+def test_scaled_to_one_in_the_middle_of_a_job_nothing_is_lost(stack):
+    stack.make("stack-scale", WORKERS="4")
+    # 32 one-second tasks: about 8 s on 4 workers, so the scale-down lands with most of the job still to do.
+    job = Proc(stack.exec_args("submit", "--json", "--quiet", "--tasks", "32", "--seconds", "1"))
+    try:
+        job_id = job.expect(r"submitted job (\S+):", 60).group(1)
+        wait_until("4 results before scaling down", lambda: stack.job_done(job_id) >= 4, 60)
+        stack.make("stack-scale", WORKERS="1")
+        done_when_scaled = stack.job_done(job_id)
+        assert done_when_scaled < 32, "the job ended before the scale-down: nothing was tested"
+        assert job.wait(180) == 0, job.text
+    finally:
+        job.stop()
+    s = last_json(job.text)
+    assert (s["tasks"], s["results"], s["missing"], s["duplicates"], s["errors"]) == (32, 32, [], 0, 0)
+    assert sum(s["workers"].values()) == 32 and len(s["workers"]) >= 2
+    alive = [w["id"] for w in stack.status()["workers"] if w["state"] == "alive"]
+    assert len(alive) == 1, alive
+    print(f"\nscale 4 -> 1 at {done_when_scaled}/32 results: 32/32 in {s['seconds']} s, "
+          f"handed back {s['handed_back']}, redeliveries {s['redeliveries']}, per worker {s['workers']}")
+
+
+def test_the_masters_port_is_not_published(stack):
+    spec = stack.service("master")
+    assert spec["Spec"]["EndpointSpec"] == {"Mode": "dnsrr"}  # no VIP, and Swarm refuses ingress ports with it
+    assert not spec["Endpoint"].get("Ports")
+    port = int(stack.env["MPC_HOST_PORT"])  # the port compose.yaml alone would publish
+    assert all(p != port for _, p in listening(run(["ss", "-ltnH"]).stdout))
+    # ... and yet the workers reach it: `master` resolves to the master's own address on the overlay network.
+    worker = stack.engine.container_of(f"{stack.name}_worker")
+    resolved = stack.engine.docker("exec", worker, "getent", "hosts", "master").stdout.split()[0]
+    master_ips = [ip for t in stack.engine.service_tasks(f"{stack.name}_master") for ip in t["ips"]]
+    assert resolved in master_ips
+
+
+def test_the_swarm_the_test_created_listens_on_loopback_only(host_swarm):
+    swarm, _ = host_swarm
+    if not swarm.created:
+        pytest.skip("this engine was already in a swarm: its listeners are its owner's choice")
+    swarm_ports = {(a, p) for a, p in listening(run(["ss", "-ltnH"]).stdout) if p in (2377, 7946)}
+    assert swarm_ports == {("127.0.0.1", 2377), ("127.0.0.1", 7946)}
+
+
+def test_stack_down_removes_the_services_network_secret_and_journal(host_swarm, swarm_env):
+    _, engine = host_swarm
+    s = Stack(engine, f"mpct{SESSION}down", dict(swarm_env))
+    s.make("stack-up", WORKERS="1")
+    assert engine.docker("volume", "inspect", f"{s.name}_journal", check=False).returncode == 0
+    out = s.make("stack-down")
+    assert f"removed the journal volume {s.name}_journal" in out
+    leftovers = [
+        engine.docker("service", "ls", "-q", "--filter", f"label=com.docker.stack.namespace={s.name}").stdout,
+        engine.docker("ps", "-aq", "--filter", f"label=com.docker.stack.namespace={s.name}").stdout,
+        engine.docker("secret", "ls", "-q", "--filter", f"label=com.docker.stack.namespace={s.name}").stdout,
+        engine.docker("network", "ls", "-q", "--filter", f"name={s.name}_").stdout,
+        engine.docker("volume", "ls", "-q", "--filter", f"name={s.name}_").stdout,
+    ]
+    assert [x.strip() for x in leftovers] == [""] * 5
+
+
+def engine_hostname(stack: Stack) -> str:
+    out = stack.engine.docker("info", "--format", "{{.Name}}").stdout.strip()
+    assert re.fullmatch(r"[\w.-]+", out), out
+    return out
