@@ -1,4 +1,4 @@
-"""``python3 -m mpcluster master | worker | submit | status | health``."""
+"""``python3 -m mpcluster master | worker | submit | status | doctor | health``."""
 
 from __future__ import annotations
 
@@ -48,6 +48,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", default="60", metavar="S", help="how long --wait-workers waits (default 60)")
     p.add_argument("--connect-timeout", default="30", metavar="S", help="how long to keep trying to reach the master")
     sub.add_parser("health", help=argparse.SUPPRESS)
+    p = sub.add_parser("doctor", help="check, step by step, that this machine can reach and use the master")
+    _connection_flags(p)
+    from .doctor import add_arguments as doctor_arguments
+
+    doctor_arguments(p)
     return parser
 
 
@@ -81,6 +86,10 @@ def main(argv: list[str] | None = None) -> int:
             from .client import health
 
             return health(Link(host, port, key, call_timeout=5.0))
+        if role == "doctor":
+            from . import doctor
+
+            return doctor.main(args, settings)
         host, port, key = _target(args, settings)
         if role == "worker":
             from . import worker
