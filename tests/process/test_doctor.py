@@ -1,10 +1,11 @@
 """`mpcluster doctor` against real processes on 127.0.0.1, one per way a connection goes wrong: a name that does
-not resolve, nothing listening, an HTTP server, a listener that says nothing, one that hangs up at once, a wrong
+not resolve, nothing listening, packets dropped, an HTTP server, a listener that says nothing, one that hangs up at once, a wrong
 or missing key, a plain lesson master, and a real master listening on every address (exposed)."""
 
 from __future__ import annotations
 
 import re
+import socket
 import sys
 
 import pytest
@@ -84,6 +85,33 @@ def test_nothing_listening(key_file):
     code, checks, _ = doctor("--master", f"127.0.0.1:{port}", "--authkey-file", str(key_file))
     assert code == 1 and checks["exposure"][0] == "skip"
     assert failed_at(checks, "connect").startswith(f"nothing listens on 127.0.0.1:{port} (connection refused)")
+
+
+def test_a_port_whose_packets_are_dropped(spawn, key_file):
+    # A firewall that drops packets, on loopback: a listener that never accepts, its queue full, so the kernel
+    # drops further connection attempts without an answer (no other address and no firewall rule involved).
+    port = free_port()
+    spawn([sys.executable, "-c", "import socket, time\n"
+           f"s = socket.socket(); s.bind(('127.0.0.1', {port})); s.listen(0); print('listening', flush=True)\n"
+           "time.sleep(600)\n"]).expect("listening", 15)
+    held = []
+    try:
+        for _ in range(8):  # fill the queue until an attempt goes unanswered
+            c = socket.socket()
+            held.append(c)
+            c.settimeout(0.5)
+            try:
+                c.connect(("127.0.0.1", port))
+            except TimeoutError:
+                break
+        else:
+            pytest.fail("the listener's queue never filled")
+        code, checks, _ = doctor("--master", f"127.0.0.1:{port}", "--authkey-file", str(key_file), "--timeout", "1")
+    finally:
+        for c in held:
+            c.close()
+    assert code == 1
+    assert failed_at(checks, "connect").startswith(f"no answer from 127.0.0.1:{port} within 1 s (packets dropped)")
 
 
 def test_an_http_server(spawn, key_file):

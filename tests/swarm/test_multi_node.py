@@ -83,6 +83,9 @@ def test_the_masters_port_listens_on_its_node_only(lab, stack):
     worker = n2.container_of(f"{stack.name}_worker")
     resolved = n2.docker("exec", worker, "getent", "hosts", "master").stdout.split()[0]
     assert [resolved] == [ip for t in n1.service_tasks(f"{stack.name}_master") for ip in t["ips"]]
+    # ... which is what doctor, run in that worker, finds too: every check passes across the nodes.
+    r = n2.docker("exec", worker, "python3", "-m", "mpcluster", "doctor", check=False)
+    assert r.returncode == 0 and f"ok    name       master resolves to {resolved}\n" in r.stdout, r.stdout
 
 
 def test_killing_a_whole_node_in_the_middle_of_a_job_loses_no_result(lab, stack):
