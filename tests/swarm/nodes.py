@@ -16,6 +16,7 @@ import fcntl
 import json
 import os
 import shutil
+import socket
 import subprocess
 import tempfile
 import time
@@ -31,6 +32,7 @@ NODE_RUN_FLAGS = [
     "--tmpfs", "/run", "--tmpfs", "/var/lib/docker:exec",
 ]
 CGROUP_ROOT = Path("/sys/fs/cgroup")
+OWNER = "mpcluster.test.owner"  # label on every node and node network: "<hostname>:<pid of the test process>"
 
 
 def run(args: list[str], *, check: bool = True, timeout: float = 180, env: dict | None = None,
@@ -138,14 +140,16 @@ class Lab:
     sockets: Path | None = None
 
     def start(self, timeout: float = 90) -> None:
+        sweep_orphans()
         self.image = self.image or run([str(ROOT / "scripts" / "swarm-node-image")], timeout=600).stdout.strip()
         self.network = f"{self.prefix}nodes"
-        run(["docker", "network", "create", self.network])
+        owner = f"{OWNER}={socket.gethostname()}:{os.getpid()}"
+        run(["docker", "network", "create", "--label", owner, self.network])
         self.sockets = Path(tempfile.mkdtemp(prefix=f"{self.prefix}-"))
         for i in range(1, self.count + 1):
             name, folder = f"{self.prefix}n{i}", self.sockets / f"n{i}"
             folder.mkdir()
-            run(["docker", "run", "-d", "--name", name, "--hostname", f"n{i}", "--network", self.network,
+            run(["docker", "run", "-d", "--name", name, "--hostname", f"n{i}", "--network", self.network, "--label", owner,
                  *NODE_RUN_FLAGS, "-v", f"{folder}:/var/run/mpc-host", self.image,
                  "dockerd", "--host=unix:///var/run/docker.sock", "--host=unix:///var/run/mpc-host/docker.sock",
                  f"--cgroup-parent=/{name}"])
@@ -191,6 +195,35 @@ def remove_cgroups(parent: str) -> None:
                 folder.rmdir()
             except OSError:
                 pass
+
+
+def sweep_orphans() -> list[str]:
+    """Remove the nodes (and their networks and cgroup folders) of test sessions on this machine that died
+    without tearing down; a live session's nodes are left alone, whoever runs it."""
+    swept = []
+    label = f'{{{{.Label "{OWNER}"}}}}'
+    for kind, listing, name_field in (("container", ["ps", "-a"], "{{.Names}}"), ("network", ["network", "ls"], "{{.Name}}")):
+        out = run(["docker", *listing, "--filter", f"label={OWNER}", "--format", f"{name_field} {label}"], check=False)
+        for line in out.stdout.splitlines():
+            name, _, owner = line.partition(" ")
+            host, _, pid = owner.rpartition(":")
+            if host != socket.gethostname() or not pid.isdigit() or _alive(int(pid)):
+                continue
+            run(["docker", kind, "rm", *(["-f"] if kind == "container" else []), name], check=False)
+            if kind == "container":
+                remove_cgroups(name)
+            swept.append(name)
+    return swept
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+        return True
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
 
 
 def leftover_cgroups(parent: str) -> list[Path]:
