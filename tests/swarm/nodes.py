@@ -13,6 +13,7 @@ Also the host engine's own single-node swarm (joined only if it is in none, left
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import json
 import os
 import shutil
@@ -20,6 +21,7 @@ import socket
 import subprocess
 import tempfile
 import time
+import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -309,3 +311,54 @@ class Stack:
 
     def service(self, role: str) -> dict:
         return json.loads(self.engine.docker("service", "inspect", f"{self.name}_{role}").stdout)[0]
+
+
+REGISTRY_RECIPE = """\
+FROM {base}
+RUN apt-get update -qq \\
+ && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends docker-registry >/dev/null \\
+ && rm -rf /var/lib/apt/lists/* \\
+ && printf 'version: 0.1\\nstorage:\\n  filesystem:\\n    rootdirectory: /var/lib/docker-registry\\nhttp:\\n  addr: :5000\\n' \\
+      > /etc/docker/registry/test.yml
+EXPOSE 5000
+# Debian's own config asks for htpasswd logins; this one, for a registry on 127.0.0.1 only, does not.
+CMD ["docker-registry", "serve", "/etc/docker/registry/test.yml"]
+"""
+
+
+class LocalRegistry:
+    """A container registry on 127.0.0.1 only, from Debian's docker-registry package (no registry needed to
+    get it); its image is cached under a hash of its recipe. The engine trusts 127.0.0.0/8 registries
+    without TLS, so `make stack-images REGISTRY=127.0.0.1:PORT` can push to it as to a real one."""
+
+    def __init__(self, name: str, base: str = "mpcluster-base:bookworm") -> None:
+        self.name, self.base = name, base
+        self.address = ""
+
+    def __enter__(self) -> LocalRegistry:
+        recipe = REGISTRY_RECIPE.format(base=self.base)
+        image = f"mpcluster-test-registry:{hashlib.sha256(recipe.encode()).hexdigest()[:12]}"
+        if run(["docker", "image", "inspect", image], check=False).returncode != 0:
+            built = subprocess.run(["docker", "build", "-q", "-t", image, "-"], input=recipe, text=True,
+                                   capture_output=True, timeout=600)
+            assert built.returncode == 0, f"building {image} failed:\n{built.stdout}\n{built.stderr}"
+        run(["docker", "run", "-d", "--name", self.name, "-p", "127.0.0.1::5000", image])
+        try:
+            self.address = run(["docker", "port", self.name, "5000/tcp"]).stdout.split()[0]
+            wait_until(f"the registry at {self.address}", lambda: self.catalog() is not None, 30)
+        except BaseException:
+            self.__exit__()
+            raise
+        return self
+
+    def catalog(self) -> list[str] | None:
+        """The registry's repositories; None while it does not answer. Never through a proxy: 127.0.0.1 only."""
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        try:
+            with opener.open(f"http://{self.address}/v2/_catalog", timeout=5) as r:
+                return json.loads(r.read())["repositories"]
+        except OSError:
+            return None
+
+    def __exit__(self, *exc) -> None:
+        run(["docker", "rm", "-f", "-v", self.name], check=False)

@@ -1,6 +1,7 @@
 """The stack on a single-node swarm (this machine's own engine), deployed with `make stack-up` from the local
 images: scaled to 4, every result of a job arrives from at least 3 workers; scaled to 1 in the middle of a job,
-nothing is lost; the master's port is not published anywhere; `make stack-down` removes it all.
+nothing is lost; the master's port is not published anywhere; `make stack-down` removes it all. And with
+REGISTRY=host:port, the images are pushed to a registry (a local one) and the stack pins their digests.
 
 The engine joins a swarm only if it is in none (listening on 127.0.0.1 only), and leaves it again only then.
 """
@@ -14,7 +15,7 @@ import pytest
 from tests.integration.cluster import SESSION
 from tests.support import Proc, free_port, last_json
 from tests.swarm.conftest import cannot_run
-from tests.swarm.nodes import HostSwarm, Stack, listening, run, wait_until
+from tests.swarm.nodes import HostSwarm, LocalRegistry, Stack, listening, run, wait_until
 
 pytestmark = [pytest.mark.docker, pytest.mark.swarm]
 
@@ -119,6 +120,27 @@ def test_stack_down_removes_the_services_network_secret_and_journal(host_swarm, 
         engine.docker("volume", "ls", "-q", "--filter", f"name={s.name}_").stdout,
     ]
     assert [x.strip() for x in leftovers] == [""] * 5
+
+
+def test_with_a_registry_the_images_are_pushed_and_the_stack_pins_their_digests(host_swarm, swarm_env):
+    _, engine = host_swarm
+    tag = swarm_env["MPC_IMAGE_TAG"]
+    with LocalRegistry(f"mpct{SESSION}registry") as registry:
+        s = Stack(engine, f"mpct{SESSION}reg", {**swarm_env, "REGISTRY": registry.address})
+        pushed = [f"{registry.address}/mpcluster-{role}:{tag}" for role in ("master", "worker")]
+        try:
+            out = s.make("stack-images")
+            assert all(f"pushing {image}" in out for image in pushed), out
+            assert sorted(registry.catalog()) == ["mpcluster-master", "mpcluster-worker"]
+            s.make("stack-up", WORKERS="1")
+            for role, image in zip(("master", "worker"), pushed, strict=True):
+                spec = s.service(role)["Spec"]["TaskTemplate"]["ContainerSpec"]["Image"]
+                assert re.fullmatch(re.escape(image) + r"@sha256:[0-9a-f]{64}", spec), spec  # what every node pulls
+            r = last_json(s.mpc("submit", "--json", "--tasks", "3", "--seconds", "0").stdout)
+            assert (r["results"], r["missing"]) == (3, [])
+        finally:
+            s.make("stack-down")
+            engine.docker("image", "rm", *pushed, check=False)
 
 
 def engine_hostname(stack: Stack) -> str:
