@@ -25,6 +25,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tests.integration.cluster import LOG_DIR
 from tests.support import ROOT
 
 NODE_RUN_FLAGS = [
@@ -38,12 +39,11 @@ OWNER = "mpcluster.test.owner"  # label on every node and node network: "<hostna
 
 
 def run(args: list[str], *, check: bool = True, timeout: float = 180, env: dict | None = None,
-        stdin=None) -> subprocess.CompletedProcess:
-    r = subprocess.run(args, capture_output=True, text=stdin is None, timeout=timeout, stdin=stdin,
+        input: str | None = None) -> subprocess.CompletedProcess:
+    r = subprocess.run(args, capture_output=True, text=True, timeout=timeout, input=input,
                        env={**os.environ, **(env or {})}, cwd=ROOT)
     if check and r.returncode != 0:
-        out, err = (r.stdout, r.stderr) if stdin is None else (r.stdout.decode(), r.stderr.decode())
-        raise AssertionError(f"{' '.join(args)} failed ({r.returncode}):\n{out}\n{err}")
+        raise AssertionError(f"{' '.join(args)} failed ({r.returncode}):\n{r.stdout}\n{r.stderr}")
     return r
 
 
@@ -99,9 +99,8 @@ class Engine:
         ids = self.docker("service", "ps", "-q", "--filter", "desired-state=running", service).stdout.split()
         if not ids:
             return []
-        nodes = {n["ID"]: n["Description"]["Hostname"]
-                 for n in json.loads(self.docker("node", "inspect", *set(self.docker(
-                     "node", "ls", "-q").stdout.split())).stdout)}
+        node_ids = self.docker("node", "ls", "-q").stdout.split()
+        nodes = {n["ID"]: n["Description"]["Hostname"] for n in json.loads(self.docker("node", "inspect", *node_ids).stdout)}
         tasks = []
         for t in json.loads(self.docker("inspect", *ids).stdout):
             if t["Status"]["State"] != "running":
@@ -247,24 +246,28 @@ class HostSwarm:
 
     def __enter__(self) -> Engine:
         self._lock = open(self.LOCK, "w")
-        end = time.monotonic() + 900
-        while True:
-            try:
-                fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                assert time.monotonic() < end, f"another session held {self.LOCK} for 900 s"
-                time.sleep(1)  # poll interval while another session's swarm test runs
-        state, manager = self.engine.swarm_state()
-        if state == "inactive":
-            self._had_gwbridge = self.engine.docker("network", "inspect", "docker_gwbridge", check=False).returncode == 0
-            self.engine.docker("swarm", "init", "--advertise-addr", "127.0.0.1", "--listen-addr", "127.0.0.1:2377")
-            self.created = True
-        elif not (state == "active" and manager):
+        try:
+            wait_until(f"another session's swarm test to release {self.LOCK}", self._take_lock, 900, every=1)
+            state, manager = self.engine.swarm_state()
+            if state == "inactive":
+                self._had_gwbridge = self.engine.docker("network", "inspect", "docker_gwbridge",
+                                                        check=False).returncode == 0
+                self.engine.docker("swarm", "init", "--advertise-addr", "127.0.0.1", "--listen-addr", "127.0.0.1:2377")
+                self.created = True
+            elif not (state == "active" and manager):
+                raise RuntimeError(f"this engine's swarm state is {state!r} (manager: {manager}): a swarm test "
+                                   "needs an engine in no swarm, or a swarm manager")
+        except BaseException:
             self.__exit__()
-            raise RuntimeError(f"this engine's swarm state is {state!r} (manager: {manager}): a swarm test needs "
-                               "an engine in no swarm, or a swarm manager")
+            raise
         return self.engine
+
+    def _take_lock(self) -> bool:
+        try:
+            fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            return False
 
     def __exit__(self, *exc) -> None:
         try:
@@ -312,6 +315,17 @@ class Stack:
     def service(self, role: str) -> dict:
         return json.loads(self.engine.docker("service", "inspect", f"{self.name}_{role}").stdout)[0]
 
+    def save_logs(self, test: str) -> Path:
+        """Tasks (with Swarm's reasons for ending them) and both services' logs, under test-logs/."""
+        LOG_DIR.mkdir(exist_ok=True)
+        path = LOG_DIR / f"{test}-{self.name}.log"
+        parts = [self.engine.docker("stack", "ps", "--no-trunc", self.name, check=False).stdout]
+        for role in ("master", "worker"):
+            r = self.engine.docker("service", "logs", "--timestamps", f"{self.name}_{role}", check=False)
+            parts.append(f"--- {role} ---\n{r.stdout}{r.stderr}")
+        path.write_text("\n".join(parts))
+        return path
+
 
 REGISTRY_RECIPE = """\
 FROM {base}
@@ -339,9 +353,7 @@ class LocalRegistry:
         recipe = REGISTRY_RECIPE.format(base=self.base)
         image = f"mpcluster-test-registry:{hashlib.sha256(recipe.encode()).hexdigest()[:12]}"
         if run(["docker", "image", "inspect", image], check=False).returncode != 0:
-            built = subprocess.run(["docker", "build", "-q", "-t", image, "-"], input=recipe, text=True,
-                                   capture_output=True, timeout=600)
-            assert built.returncode == 0, f"building {image} failed:\n{built.stdout}\n{built.stderr}"
+            run(["docker", "build", "-q", "-t", image, "-"], input=recipe, timeout=600)
         run(["docker", "run", "-d", "--name", self.name, "-p", "127.0.0.1::5000", image])
         try:
             self.address = run(["docker", "port", self.name, "5000/tcp"]).stdout.split()[0]

@@ -43,7 +43,7 @@ def lab(swarm_env):
 
 
 @pytest.fixture(scope="module")
-def stack(lab, swarm_env):
+def stack(lab, swarm_env, request):
     manager = lab.nodes[0]
     s = Stack(manager, f"mpct{SESSION}multi",
               {**swarm_env, "MPC_SWARM_PUBLISH": "1", "MPC_HOST_PORT": str(PORT)})
@@ -55,6 +55,8 @@ def stack(lab, swarm_env):
         assert f"{WORKERS} workers connected" in out and "labelled this node (n1)" in out, out
         yield s
     finally:
+        if request.session.testsfailed:
+            print(f"\nstack logs saved to {s.save_logs(request.module.__name__.rsplit('.', 1)[-1])}")
         s.make("stack-down")
 
 
@@ -97,12 +99,13 @@ def test_killing_a_whole_node_in_the_middle_of_a_job_loses_no_result(lab, stack)
     job = Proc(stack.exec_args("submit", "--json", "--quiet", "--tasks", "60", "--seconds", "1"))
     try:
         job_id = job.expect(r"submitted job (\S+):", 60).group(1)
-        wait_until("12 results before the kill", lambda: stack.job_done(job_id) >= 12, 90)
+        wait_until("6 results before the kill", lambda: stack.job_done(job_id) >= 6, 90)
         st = stack.status()
         leased = {w["id"]: w["leased"] for w in st["workers"]}
         done_at_kill = next(j["done"] for j in st["jobs"] if j["job"] == job_id)
         killed_at = time.monotonic()
         lab.kill(victim)
+        assert done_at_kill <= 48, "the job was nearly over before the kill: nothing much was tested"
         assert job.wait(240) == 0, job.text
     finally:
         job.stop()
