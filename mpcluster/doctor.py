@@ -92,7 +92,8 @@ def main(args, settings) -> int:
 
 def run(host: str, port: int, key_file: str, source: str = "--authkey-file", *, allow_exposed: bool = False,
         timeout: float = 5.0, report=lambda c: None) -> list[Check]:
-    """Every check in order; after the first failure the rest are skipped (each needs the one before)."""
+    """Every check in order. After the first failure the rest are skipped, since each needs the one before,
+    except exposure, which needs only the connection."""
     facts = Facts()
     steps = {
         "name": lambda: check_name(host, port, facts, timeout),
