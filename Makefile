@@ -123,8 +123,9 @@ test-swarm: $(VENV)/.installed base  ## Run the swarm tests alone (a single-node
 lint: $(VENV)/.installed  ## ruff
 	$(VENV)/bin/ruff check mpcluster tests
 
-clean: check-docker  ## Remove containers, network, journal volume, images and the generated base image (keeps the key)
+clean: check-docker  ## Remove containers, network, journal volume, images and the generated base images (keeps the key)
 	-$(COMPOSE) down -v --remove-orphans --rmi local
-	-docker image rm mpcluster-master:dev mpcluster-worker:dev mpcluster-base:bookworm 2>/dev/null
+	-docker image rm mpcluster-master:dev mpcluster-worker:dev mpcluster-base:bookworm mpcluster-base:trixie 2>/dev/null
+	-docker image rm $$(docker image ls -q mpcluster-swarm-node) $$(docker image ls -q mpcluster-test-registry) 2>/dev/null  # the swarm tests' cached images
 	rm -f .env
 	@echo "kept $(KEY); remove it yourself (rm -r .secrets) if you want a new key"
