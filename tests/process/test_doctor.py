@@ -5,6 +5,7 @@ or missing key, a plain lesson master, and a real master listening on every addr
 from __future__ import annotations
 
 import re
+import signal
 import socket
 import sys
 
@@ -163,6 +164,12 @@ def test_a_plain_lesson_master(spawn, node_env):
     assert checks["service"][1].startswith("a plain lesson master: only get_task_queue and get_result_queue")
     assert checks["versions"] == ("skip", "a lesson master tells no versions")
     assert verdict.endswith("(a plain lesson master, same key)")
+    # SIGINT, not SIGTERM: the script unwinds and BaseManager's finalizer stops the server process it forked
+    # (killed by a signal, it would leave that process listening, orphaned).
+    lesson.p.send_signal(signal.SIGINT)
+    lesson.wait(15)
+    with socket.socket() as s, pytest.raises(ConnectionRefusedError):
+        s.connect(("127.0.0.1", int(node_env["MPC_PORT"])))
 
 
 @pytest.mark.parametrize("bad", ["no-port", "127.0.0.1:99999"])
