@@ -11,14 +11,21 @@ JOB ?=
 PYTHON ?= python3
 VENV ?= .venv
 PYTEST_ARGS ?=
-export WORKERS
+STACK ?= mpcluster
+REGISTRY ?=
+NODES ?=
+SSH ?= ssh
+export WORKERS STACK REGISTRY NODES SSH
 
 COMPOSE := docker compose
 # A terminal gets one (the live progress line of `make job`); CI and pipes get plain lines.
 EXEC := $(COMPOSE) exec $(shell [ -t 0 ] && [ -t 1 ] || echo -T)
-KEY := .secrets/authkey
+# The key file Compose and the stack read (MPC_AUTHKEY_HOST_FILE, as in compose.yaml).
+KEY := $(or $(MPC_AUTHKEY_HOST_FILE),.secrets/authkey)
 
-.PHONY: help up down lesson scale job results cancel status logs ps test test-unit test-integration base key check-docker check-python check-workers lint clean
+.PHONY: help up down lesson scale job results cancel status logs ps test test-unit test-integration test-swarm base key \
+        check-docker check-python check-workers lint clean stack-images stack-up stack-scale stack-down stack-ps \
+        stack-status stack-job
 
 help:  ## List the targets
 	@grep -E '^[0-9a-zA-Z_-]+:.*?## .*$$' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "\033[36m%-18s\033[0m %s\n", $$1, $$2}'
@@ -39,7 +46,7 @@ check-python:
 key: $(KEY)  ## Create the authkey (.secrets/authkey, random 256 bits) if there is none
 
 $(KEY):
-	@mkdir -p .secrets && chmod 700 .secrets
+	@mkdir -p $(dir $(KEY)) && if [ "$(dir $(KEY))" = .secrets/ ]; then chmod 700 .secrets; fi
 	@$(PYTHON) -c 'import secrets; print(secrets.token_hex(32))' > $(KEY).tmp 2>/dev/null || od -An -tx1 -N32 /dev/urandom | tr -d ' \n' > $(KEY).tmp
 	@chmod 644 $(KEY).tmp && mv $(KEY).tmp $(KEY)  # 0644 inside a 0700 folder: readable by the containers' user only
 	@echo "created $(KEY) (keep it secret: it lets its holder run code on every node)"
@@ -97,6 +104,27 @@ ps: check-docker  ## List the cluster's containers
 down: check-docker  ## Stop and remove the containers, the network and the job journal volume
 	$(COMPOSE) down -v --remove-orphans
 
+stack-images: check-docker  ## Swarm: build the images here; REGISTRY=host:port pushes them, NODES="n1 n2" copies them over ssh
+	@scripts/stack images
+
+stack-up: check-workers check-docker key  ## Swarm: deploy the stack (master + WORKERS workers) from this manager and wait for it
+	@scripts/stack up
+
+stack-scale: check-workers check-docker  ## Swarm: change the number of workers (WORKERS=N) and wait for it
+	@scripts/stack scale $(WORKERS)
+
+stack-down: check-docker  ## Swarm: remove the stack and its journal volume
+	@scripts/stack down
+
+stack-ps: check-docker  ## Swarm: the stack's tasks and the nodes they run on
+	@scripts/stack ps
+
+stack-status: check-docker  ## Swarm: the cluster as the master sees it (on the master's node)
+	@scripts/stack status
+
+stack-job: check-docker  ## Swarm: submit a job (TASKS=, KIND=, SECONDS=; on the master's node)
+	@scripts/stack job --tasks $(TASKS) --kind $(KIND) --seconds $(SECONDS)
+
 $(VENV)/.installed: pyproject.toml | check-python
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install -q --upgrade pip
@@ -111,13 +139,17 @@ test-unit: $(VENV)/.installed  ## Run the fast suite alone (no Docker)
 	$(VENV)/bin/pytest -m 'not docker' $(PYTEST_ARGS)
 
 test-integration: $(VENV)/.installed base  ## Run the Docker suite alone
-	TESTCONTAINERS_RYUK_DISABLED=true $(VENV)/bin/pytest -m docker $(PYTEST_ARGS)
+	TESTCONTAINERS_RYUK_DISABLED=true $(VENV)/bin/pytest -m 'docker and not swarm' $(PYTEST_ARGS)
+
+test-swarm: $(VENV)/.installed base  ## Run the swarm tests alone (a single-node swarm here, three Docker-in-Docker nodes)
+	TESTCONTAINERS_RYUK_DISABLED=true $(VENV)/bin/pytest tests/swarm $(PYTEST_ARGS)
 
 lint: $(VENV)/.installed  ## ruff
 	$(VENV)/bin/ruff check mpcluster tests
 
-clean: check-docker  ## Remove containers, network, journal volume, images and the generated base image (keeps the key)
+clean: check-docker  ## Remove containers, network, journal volume, images and the generated base images (keeps the key)
 	-$(COMPOSE) down -v --remove-orphans --rmi local
-	-docker image rm mpcluster-master:dev mpcluster-worker:dev mpcluster-base:bookworm 2>/dev/null
+	-docker image rm mpcluster-master:dev mpcluster-worker:dev mpcluster-base:bookworm mpcluster-base:trixie 2>/dev/null
+	-docker image rm $$(docker image ls -q mpcluster-swarm-node) $$(docker image ls -q mpcluster-test-registry) 2>/dev/null  # the swarm tests' cached images
 	rm -f .env
 	@echo "kept $(KEY); remove it yourself (rm -r .secrets) if you want a new key"

@@ -1,4 +1,5 @@
-"""``python3 -m mpcluster master | worker | submit | status``: one function per subcommand."""
+"""``python3 -m mpcluster master | worker | submit | results | cancel | status | doctor``: one function per
+subcommand."""
 
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ from .config import (
 from .jobs import MAX_TASKS_PER_JOB
 from .protocol import AuthFailed, Link, Unreachable
 
-PUBLIC = "{master,worker,submit,results,cancel,status}"  # `health` is the container health check: not listed
+PUBLIC = "{master,worker,submit,results,cancel,status,doctor}"  # `health` is the container health check: not listed
 
 
 class _Parser(argparse.ArgumentParser):
@@ -89,6 +90,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--wait-job", default="", metavar="PREFIX",
                    help="wait until the newest job whose id starts with PREFIX is complete (e.g. demo-)")
     _wait_flags(p, "60", "how long --wait-workers / --wait-job wait (default 60)")
+    p = sub.add_parser("doctor", help="check, step by step, that this machine can reach and use the master")
+    _connection_flags(p)
+    from .doctor import add_arguments as doctor_arguments
+
+    doctor_arguments(p)
     sub.add_parser("health")  # no help: kept out of the listing
     return parser
 
@@ -208,8 +214,14 @@ def cmd_health(args) -> int:
     return client.health(link)
 
 
+def cmd_doctor(args) -> int:
+    from . import doctor
+
+    return doctor.main(args, ClientSettings.from_env())
+
+
 COMMANDS = {"master": cmd_master, "worker": cmd_worker, "submit": cmd_submit, "results": cmd_results,
-            "cancel": cmd_cancel, "status": cmd_status, "health": cmd_health}
+            "cancel": cmd_cancel, "status": cmd_status, "doctor": cmd_doctor, "health": cmd_health}
 
 
 def main(argv: list[str] | None = None) -> int:

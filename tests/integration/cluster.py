@@ -17,7 +17,10 @@ from testcontainers.compose import DockerCompose
 
 from tests.support import ROOT, Proc, clean, last_json
 
-SESSION = uuid.uuid4().hex[:6]  # every name a test session creates carries this, so runs never collide
+# Every name a test session creates carries this, so runs never collide; .ci/run chooses it (MPC_TEST_SESSION)
+# so that its cleanup removes this session's leftovers and no one else's.
+_GIVEN = os.environ.get("MPC_TEST_SESSION", "")
+SESSION = _GIVEN if re.fullmatch(r"[a-z0-9]{1,12}", _GIVEN) else uuid.uuid4().hex[:6]
 LOG_DIR = ROOT / "test-logs"
 
 

@@ -89,5 +89,5 @@ def test_each_role_reads_only_its_own_variables(tmp_path, spawn):
 
 def test_help_lists_the_public_commands_only():
     r = run_mpc("--help", timeout=30)
-    assert r.returncode == 0 and "{master,worker,submit,results,cancel,status}" in r.stdout
+    assert r.returncode == 0 and "{master,worker,submit,results,cancel,status,doctor}" in r.stdout
     assert "SUPPRESS" not in r.stdout and "health" not in r.stdout
