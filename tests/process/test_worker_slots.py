@@ -185,7 +185,7 @@ def test_bad_worker_settings_are_refused_with_one_line(key_file, args, env, line
     r = run_mpc("worker", *args, env={"MPC_AUTHKEY_FILE": str(key_file), "MPC_MASTER_HOST": "127.0.0.1", **env},
                 timeout=30)
     assert r.returncode == 2, r.stdout + r.stderr
-    assert r.stderr.strip() == f"mpcluster worker: error: {line}" or line in r.stderr
+    assert r.stderr.startswith("mpcluster worker: error: ") and line in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr
 
 
