@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 
 from . import __version__
@@ -35,6 +36,17 @@ def _connection_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--authkey-file", metavar="FILE", help="authkey file (default: $MPC_AUTHKEY_FILE)")
 
 
+def _worker_flags(p: argparse.ArgumentParser) -> None:
+    _connection_flags(p)
+    p.add_argument("--threads", metavar="N", help="thread slots: tasks run at once, for I/O-bound kinds "
+                   "(1 to 256; default $MPC_WORKER_THREADS or 1)")
+    p.add_argument("--processes", metavar="N", help="process slots: child processes for CPU-bound kinds "
+                   "(0 to 64; default $MPC_WORKER_PROCESSES or 0)")
+    p.add_argument("--tasks-dir", metavar="DIR", help="folder of your task modules (default $MPC_TASKS_DIR or ./tasks)")
+    p.add_argument("--task-modules", metavar="LIST", help="comma-separated modules to import from it "
+                   "(default $MPC_TASK_MODULES or all)")
+
+
 def _wait_flags(p: argparse.ArgumentParser, timeout: str, meaning: str) -> None:
     p.add_argument("--timeout", default=timeout, metavar="S", help=meaning)
     p.add_argument("--connect-timeout", default="30", metavar="S", help="how long to keep trying to reach the master")
@@ -45,7 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"mpcluster {__version__}")
     sub = parser.add_subparsers(dest="role", required=True, parser_class=_Parser, metavar=PUBLIC)
     sub.add_parser("master", help="serve the queues and the dispatcher; run the demo job")
-    _connection_flags(sub.add_parser("worker", help="take tasks from the master and return results"))
+    _worker_flags(sub.add_parser("worker", help="take tasks from the master and return results"))
     p = sub.add_parser("submit", help="submit a job to a running master and wait for every result")
     _connection_flags(p)
     p.add_argument("--tasks", default=None, metavar="N", help=f"number of tasks (1 to {MAX_TASKS_PER_JOB})")
@@ -125,10 +137,13 @@ def cmd_master(args) -> int:
 def cmd_worker(args) -> int:
     from . import worker
 
-    settings = WorkerSettings.from_env()
+    env = WorkerSettings.from_env()
+    settings = env.with_flags(args.threads, args.processes, args.tasks_dir, args.task_modules)
+    if args.tasks_dir is not None or os.environ.get("MPC_TASKS_DIR"):  # named on purpose: it must be there
+        settings.check_tasks_dir("--tasks-dir" if args.tasks_dir is not None else "MPC_TASKS_DIR")
     _setup_logging(settings.log_level)
-    link = _link(args, settings)
-    return worker.main(settings, link)
+    _link(args, settings)  # the address and the key are checked once, here, before any thread starts
+    return worker.main(settings, lambda: _link(args, settings))  # one link per thread: see Worker.link
 
 
 def _client(args, settings: ClientSettings) -> Client:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from .protocol import ID_RULE, valid_id
 
@@ -177,6 +177,20 @@ class ClientSettings:
             port=env_int("MPC_PORT", 5000, 1, 65535, env), authkey_file=_authkey_file(env), log_level=_log_level(env))
 
 
+#: Thread slots (I/O-bound kinds) and process slots (CPU-bound kinds) per worker: the bounds of their settings.
+MAX_THREADS, MAX_PROCESSES = 256, 64
+
+
+def parse_task_modules(name: str, raw: str | None) -> str:
+    """A comma-separated list of module names (empty: every module in the tasks folder)."""
+    names = [m.strip() for m in (raw or "").split(",") if m.strip()]
+    for m in names:
+        if not all(part.isidentifier() for part in m.split(".")):
+            raise ConfigError(f"{name}={raw!r:.80} is not valid: expected module names separated by commas, "
+                              "e.g. wordcount,images")
+    return ",".join(names)
+
+
 @dataclass(frozen=True)
 class WorkerSettings(ClientSettings):
     """What a client reads, and the worker's own settings. The lease and heartbeat timings are the master's: a
@@ -185,6 +199,10 @@ class WorkerSettings(ClientSettings):
     batch_max: int = 100
     stop_grace: float = 5.0
     worker_id: str = ""
+    threads: int = 1  # thread slots: the lesson's one task at a time by default
+    processes: int = 0  # process slots for CPU-bound kinds
+    tasks_dir: str = "tasks"  # relative to the working directory: /app/tasks in the image
+    task_modules: str = ""  # comma-separated; empty: every module in tasks_dir
 
     @classmethod
     def from_env(cls, env: dict | None = None) -> WorkerSettings:
@@ -193,4 +211,28 @@ class WorkerSettings(ClientSettings):
             batch_max=env_int("MPC_BATCH_MAX", 100, 1, 10_000, env),
             stop_grace=env_float("MPC_STOP_GRACE", 5.0, 0.0, 3600.0, env),
             worker_id=parse_worker_id(_env("MPC_WORKER_ID", env)),
+            threads=env_int("MPC_WORKER_THREADS", 1, 1, MAX_THREADS, env),
+            processes=env_int("MPC_WORKER_PROCESSES", 0, 0, MAX_PROCESSES, env),
+            tasks_dir=_env("MPC_TASKS_DIR", env) or "tasks",
+            task_modules=parse_task_modules("MPC_TASK_MODULES", _env("MPC_TASK_MODULES", env)),
         )
+
+    def with_flags(self, threads: str | None = None, processes: str | None = None, tasks_dir: str | None = None,
+                   task_modules: str | None = None) -> WorkerSettings:
+        """The worker's flags override the variables (checked the same way, named as flags)."""
+        changes: dict = {}
+        if threads is not None:
+            changes["threads"] = parse_int("--threads", threads, 1, MAX_THREADS)
+        if processes is not None:
+            changes["processes"] = parse_int("--processes", processes, 0, MAX_PROCESSES)
+        if tasks_dir is not None:
+            changes["tasks_dir"] = tasks_dir
+        if task_modules is not None:
+            changes["task_modules"] = parse_task_modules("--task-modules", task_modules)
+        return replace(self, **changes)
+
+    def check_tasks_dir(self, source: str) -> None:
+        """A tasks folder named on purpose must exist (the default may be absent: then only the built-in kinds)."""
+        if not os.path.isdir(self.tasks_dir):
+            raise ConfigError(f"{source}={self.tasks_dir!r} is not a folder: expected the folder that holds your "
+                              "task modules")

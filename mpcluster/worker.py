@@ -1,13 +1,18 @@
-"""The worker: leases tasks from the master, runs them by name, acknowledges results, heartbeats meanwhile.
+"""The worker: slots that lease tasks from the master, run them by name and acknowledge the results, one heartbeat
+thread meanwhile, and a graceful stop.
 
-Against a plain classic master (only the lesson's two queues) it falls back to the lesson's loop.
-SIGTERM: stop leasing, finish the task in hand within MPC_STOP_GRACE seconds (else hand it back), hand back
-what was not started, acknowledge what is done, say goodbye, exit 0.
+Concurrency inside a worker comes in slots (``slots.Slot``): ``threads`` thread slots (default 1, the lesson's one
+task at a time; right for I/O-bound kinds) and ``processes`` process slots (default 0; each runs CPU-bound kinds in
+a child process of its own, because threads share one GIL). With process slots, thread slots lease only the kinds
+that are not CPU-bound and process slots only those that are.
+
+Against a plain classic master (only the lesson's two queues) it falls back to the lesson's loop, on one thread.
+SIGTERM: stop leasing, say so in a heartbeat at once, let every slot finish the task in hand within MPC_STOP_GRACE
+seconds (else hand it back), hand back what was not started, acknowledge what is done, say goodbye, exit 0.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import platform
@@ -16,20 +21,22 @@ import socket
 import threading
 import time
 import uuid
+from collections.abc import Callable
 
+from . import __version__
 from . import tasks as kinds
 from .classic import serve_lesson_master
 from .config import WorkerSettings
+from .executors import ProcessExecutor, ThreadExecutor
+from .heartbeat import Heartbeat
 from .protocol import AuthFailed, Link, Unreachable
+from .runner import execute  # noqa: F401 - the worker's way to run one task, for those who import it from here
+from .slots import Holdings, Slot
 
 log = logging.getLogger("mpcluster")
 
-TARGET_BATCH_SECONDS = 0.2  # lease about this much work per round trip
-LEASE_WAIT = 2.0
-
-
-class _Interrupt(Exception):
-    """Raised by the SIGTERM handler to cut an idle long-poll short."""
+#: After the stop grace, how long slots get to hand back and acknowledge before the goodbye goes anyway.
+AFTER_GRACE = 5.0
 
 
 def default_worker_id(configured: str = "") -> str:
@@ -41,170 +48,168 @@ def default_worker_id(configured: str = "") -> str:
     return host if os.getpid() == 1 else f"{host}-{os.getpid()}"
 
 
-def execute(task: dict, worker: str, ip: str, abort: threading.Event | None = None) -> dict:
-    """Run one task; never raises for a bad task (error result instead). Raises kinds.Interrupted on abort."""
-    started = time.monotonic()
-    try:
-        args = task.get("args")
-        try:
-            args = json.loads(args) if isinstance(args, str) else args
-        except ValueError as e:
-            raise kinds.TaskError(f"the task's arguments are not JSON ({e})") from None
-        value, ok, error = kinds.run(task.get("kind"), args, abort), True, None
-    except kinds.Interrupted:
-        raise
-    except Exception as e:  # a task must never kill its worker
-        value, ok, error = None, False, kinds.error_info(e)
-    return {"job": task.get("job"), "id": task.get("id"), "ok": ok, "value": value, "error": error,
-            "worker": worker, "ip": ip, "elapsed": round(time.monotonic() - started, 4)}
+def slot_kinds(processes: int) -> tuple[list[str] | None, list[str]]:
+    """What thread slots and process slots lease: with process slots, CPU-bound kinds go to them and the rest to
+    threads; without, threads take every kind (None)."""
+    cpu = sorted(name for name, kind in kinds.KINDS.items() if kind.cpu)
+    if processes == 0:
+        return None, []
+    return sorted(set(kinds.KINDS) - set(cpu)), cpu
 
 
 class Worker:
-    def __init__(self, link: Link, worker_id: str, batch_max: int = 100, stop_grace: float = 5.0,
-                 heartbeat_seconds: float = 2.0):
-        """``heartbeat_seconds`` is only where it starts: the master's setting arrives with the first heartbeat."""
-        self.link = link
-        self.id = worker_id
-        self.heartbeat_seconds = heartbeat_seconds
-        self.batch_max = batch_max
-        self.stop_grace = stop_grace
-        self.stop = threading.Event()  # SIGTERM seen: no more leasing
-        self.abort = threading.Event()  # grace over: interrupt the task in hand
+    """One worker process: its slots, its heartbeat, its stop. Not to be confused with ``registry.WorkerState``,
+    what the master knows of a worker."""
+
+    def __init__(self, new_link: Callable[[], Link], worker_id: str, *, threads: int = 1, processes: int = 0,
+                 batch_max: int = 100, stop_grace: float = 5.0, heartbeat_seconds: float = 2.0,
+                 tasks_dir: str = "tasks", task_modules: str | None = None):
+        """``new_link`` makes an unopened link to the master (one per thread); ``heartbeat_seconds`` is only where
+        it starts: the master's setting arrives with the first heartbeat reply."""
+        self._new_link = new_link
+        # The lesson's ThreadLocal idea: every thread (each slot's runner, the heartbeat, the main thread) keeps its
+        # own connection to the master in a threading.local. No connection is shared, so no call needs a lock, and
+        # one thread reconnecting after a lost master never pulls the connection from under another's call.
+        self._local = threading.local()
+        self.id, self.threads, self.processes = worker_id, threads, processes
+        self.batch_max, self.stop_grace = batch_max, stop_grace
+        self.heartbeat = Heartbeat(self, heartbeat_seconds)
+        self.tasks_dir, self.task_modules = tasks_dir, task_modules
+        self.stop = threading.Event()  # SIGTERM seen (or a slot cannot go on): no more leasing
+        self.abort = threading.Event()  # classic fallback only: the grace is over, interrupt the task in hand
         self.leaving = threading.Event()  # saying goodbye: heartbeats (which keep leases alive) end here
-        self.batch = 1
-        self.done = 0
-        # Leases this worker knows it holds (granted and not yet acknowledged or handed back): heartbeats name
-        # them, so a lease whose grant never reached us is not kept alive by us.
-        self._held: set[tuple[str, int]] = set()
-        self._held_lock = threading.Lock()
-        self._interruptible = False
-        self._avg: float | None = None
+        self.holdings = Holdings()  # what every slot holds: the heartbeats name these keys
+        self.slots: list[Slot] = []
+        self.ip, self.mode, self.signal_name = "", "", ""
+        self.fatal: BaseException | None = None
+        self._kept: list[dict] = []  # results slots could not deliver on their way out
+        self._kept_lock = threading.Lock()
         self.session = uuid.uuid4().hex  # tells the master a restarted container is a new process
+
+    def link(self) -> Link:
+        """This thread's own link to the master (made on first use)."""
+        link = getattr(self._local, "link", None)
+        if link is None:
+            link = self._local.link = self._new_link()
+        return link
+
+    @property
+    def done(self) -> int:
+        return sum(s.done for s in self.slots)
+
+    def info(self) -> dict:
+        return {"session": self.session, "state": "stopping" if self.stop.is_set() else "alive", "ip": self.ip,
+                "host": socket.gethostname(), "pid": os.getpid(), "python": platform.python_version(),
+                "version": __version__, "mode": self.mode, "threads": self.threads, "processes": self.processes,
+                "kinds": sorted(kinds.KINDS), "batch": max((s.batch for s in self.slots), default=1)}
+
+    def fail(self, e: BaseException) -> None:
+        """A slot cannot go on (e.g. the master now refuses our key): the whole worker stops."""
+        self.fatal = self.fatal or e
+        self.stop.set()
+
+    def keep(self, results: list[dict]) -> None:
+        with self._kept_lock:
+            self._kept.extend(results)
 
     # ---- signals -------------------------------------------------------------------------------------------
     def install_signals(self) -> None:
         def on_term(signum, frame):
-            if not self.stop.is_set():
-                log.info("worker %s: stopping (%s): finishing the task in hand, handing back the rest",
-                         self.id, signal.Signals(signum).name)
-                self.stop.set()
+            # Runs on the main thread, which never holds stop's lock while slots run (it waits with sleep), so
+            # setting it here cannot deadlock; the rest of the stop happens on the main thread, not in here.
+            if self.stop.is_set():
+                return
+            self.signal_name = signal.Signals(signum).name
+            self.stop.set()
+            if self.mode == "classic":  # the lesson's loop runs on this thread: a timer ends its task in hand
                 timer = threading.Timer(self.stop_grace, self.abort.set)
                 timer.daemon = True
                 timer.start()
-            if self._interruptible:
-                self._interruptible = False
-                raise _Interrupt()
 
         signal.signal(signal.SIGTERM, on_term)
         signal.signal(signal.SIGINT, on_term)
 
-    def info(self) -> dict:
-        return {"ip": self.link.ip, "host": socket.gethostname(), "pid": os.getpid(),
-                "python": platform.python_version(), "batch": self.batch, "mode": self.link.mode,
-                "session": self.session, "state": "stopping" if self.stop.is_set() else "alive"}
-
-    # ---- main loop -----------------------------------------------------------------------------------------
+    # ---- the main thread -----------------------------------------------------------------------------------
     def run(self) -> int:
-        if not self.link.open_with_retry(self.stop, f"worker {self.id}"):
+        link = self.link()
+        if not link.open_with_retry(self.stop, f"worker {self.id}"):
             return 0
-        log.info("worker %s: connected to master at %s from %s (%s protocol)",
-                 self.id, self.link.where, self.link.ip or "?", self.link.mode)
-        if self.link.mode == "classic":
-            return serve_lesson_master(self.link, self.id, self.stop, self.abort)
-        threading.Thread(target=self._heartbeats, name="heartbeat", daemon=True).start()
-        outbox: list[dict] = []
-        held: list[dict] = []
+        self.ip, self.mode = link.ip, link.mode
+        if link.mode == "classic":
+            log.info("worker %s: connected to master at %s from %s (classic protocol)", self.id, link.where, link.ip)
+            return serve_lesson_master(link, self.id, self.stop, self.abort)
+        self.slots = self._make_slots()
+        # The first heartbeat before saying anything: once these lines are out, the master knows what we offer.
+        self.heartbeat.once(link, "introduce itself to")
+        log.info("worker %s: connected to master at %s from %s (mpcluster protocol)", self.id, link.where,
+                 link.ip or "?")
+        log.info("worker %s: offers %s (threads %d, processes %d)", self.id, ", ".join(sorted(kinds.KINDS)),
+                 self.threads, self.processes)
+        self.heartbeat.start()
+        for slot in self.slots:
+            slot.thread.start()
         while not self.stop.is_set():
-            try:
-                if outbox:
-                    self._ack(outbox)
-                    outbox = []
-                self._interruptible = True
-                try:
-                    if self.stop.is_set():
-                        break
-                    held = self.link.call("lease", self.id, self.batch, LEASE_WAIT, self.info())
-                finally:
-                    self._interruptible = False
-                self._hold(held)
-                started = time.monotonic()
-                n_run = 0
-                while held and not self.stop.is_set():
-                    task = held[0]
-                    try:
-                        result = execute(task, self.id, self.link.ip, self.abort)
-                    except kinds.Interrupted:
-                        break
-                    held.pop(0)
-                    outbox.append(result)
-                    n_run += 1
-                    self.done += 1
-                if n_run:
-                    self._adapt((time.monotonic() - started) / n_run)
-                if held:  # stopping: hand back what was not finished
-                    self._hand_back(held)
-                    held = []
-                if outbox:
-                    self._ack(outbox)
-                    outbox = []
-            except _Interrupt:
-                self.link.close()  # a reply may be half read: never reuse that connection
-            except Unreachable as e:
-                if self.stop.is_set():
-                    break
-                log.warning("worker %s: lost the master at %s (%s); reconnecting, %d results kept for it",
-                            self.id, self.link.where, e, len(outbox))
-                if not self.link.open_with_retry(self.stop, f"worker {self.id}"):
-                    break
-                log.info("worker %s: reconnected to master at %s", self.id, self.link.where)
-            except AuthFailed:
-                raise
-            except Exception as e:  # the master answered with an error (e.g. its disk is full): keep the results
-                log.warning("worker %s: the master could not take a call (%s: %s); %d results kept, retrying in 1 s",
-                            self.id, type(e).__name__, str(e)[:200], len(outbox))
-                self.stop.wait(1.0)
-        return self._leave(outbox)
-
-    def _adapt(self, per_task: float) -> None:
-        """Batch size from observed task time: about TARGET_BATCH_SECONDS of work per lease, 1 for slow tasks."""
-        self._avg = per_task if self._avg is None else 0.7 * self._avg + 0.3 * per_task
-        want = int(TARGET_BATCH_SECONDS / max(self._avg, 1e-6))
-        self.batch = max(1, min(self.batch_max, want, self.batch * 4))
-
-    def _hold(self, tasks: list[dict]) -> None:
-        with self._held_lock:
-            self._held.update((t["job"], t["id"]) for t in tasks)
-
-    def _unhold(self, records: list[dict]) -> None:
-        with self._held_lock:
-            self._held.difference_update((r["job"], r["id"]) for r in records)
-
-    def _ack(self, outbox: list[dict]) -> None:
-        self.link.call("ack", self.id, outbox)
-        self._unhold(outbox)
-
-    def _hand_back(self, held: list[dict]) -> None:
-        self._unhold(held)
+            time.sleep(0.05)  # not stop.wait(): the signal handler sets stop on this thread (see install_signals)
+        if self.fatal is None:
+            log.info("worker %s: stopping (%s): finishing the tasks in hand, handing back the rest", self.id,
+                     self.signal_name or "asked to")
+        # Before any slot hands anything back: the master ends our long polls and grants us nothing more, so a task
+        # one slot hands back is not leased again by another.
         try:
-            self.link.call("release", self.id, [(t["job"], t["id"]) for t in held])
-        except Unreachable:
-            pass  # the leases expire on the master and the tasks run elsewhere
+            self.heartbeat.once(link, "tell it is stopping to")
+        except AuthFailed as e:  # the key changed under us: the slots find out too; the stop goes on
+            log.warning("worker %s: %s", self.id, e)
+        for slot in self.slots:
+            slot.wake()
+        self._drain_slots()
+        code = self._leave()
+        if isinstance(self.fatal, AuthFailed):
+            raise self.fatal
+        return 1 if self.fatal is not None else code
 
-    def _leave(self, outbox: list[dict]) -> int:
-        """Acknowledge what is done and say goodbye (which hands back anything still leased to this worker),
-        trying briefly to reach the master if the link is down or it answers with an error."""
-        deadline = time.monotonic() + max(1.0, self.stop_grace)
+    def _make_slots(self) -> list[Slot]:
+        thread_kinds, cpu_kinds = slot_kinds(self.processes)
+        slots = [Slot(self, f"thread {i + 1}", ThreadExecutor(self.id, self.ip), thread_kinds)
+                 for i in range(self.threads)]
+        slots += [Slot(self, f"process {i + 1}",
+                       ProcessExecutor(self.id, self.ip, self.tasks_dir, self.task_modules), cpu_kinds)
+                  for i in range(self.processes)]
+        return slots
+
+    def _drain_slots(self) -> None:
+        """Let the tasks in hand finish within the grace; then stop them (handed back) and wait a little more."""
+        grace_end = time.monotonic() + self.stop_grace
+        for slot in self.slots:
+            slot.thread.join(max(0.0, grace_end - time.monotonic()))
+        for slot in self.slots:
+            slot.grace_over()
+        end = time.monotonic() + AFTER_GRACE
+        for slot in self.slots:
+            slot.thread.join(max(0.0, end - time.monotonic()))
+            if slot.thread.is_alive():
+                log.warning("worker %s: %s did not finish in time; the goodbye hands back what it holds",
+                            self.id, slot.name)
+
+    def _leave(self) -> int:
+        """Acknowledge what the slots could not, and say goodbye (which hands back anything still leased to this
+        worker), trying briefly to reach the master if the link is down or it answers with an error."""
+        link = self.link()
+        with self._kept_lock:
+            outbox, self._kept = self._kept, []
+        # Results to deliver or leases to hand back are worth the whole grace; a goodbye alone, one second.
+        deadline = time.monotonic() + (max(1.0, self.stop_grace) if outbox or self.holdings.keys() else 1.0)
         said_error = False
         while time.monotonic() < deadline:
             try:
-                if self.link.dispatcher is None:
-                    self.link.open()
+                if link.dispatcher is None:
+                    link.open()
                 if outbox:
-                    self._ack(outbox)
+                    link.call("ack", self.id, outbox)
+                    self.holdings.discard([(r["job"], r["id"]) for r in outbox])
                     outbox = []
                 self.leaving.set()
-                n = self.link.call("goodbye", self.id)
-                log.info("worker %s: done %d tasks, handed back %d; bye", self.id, self.done, n)
+                n = link.call("goodbye", self.id)
+                log.info("worker %s: done %d tasks, handed back %s; bye", self.id, self.done, n)
                 return 0
             except Unreachable:
                 pass
@@ -222,30 +227,20 @@ class Worker:
                     self.id, len(outbox))
         self.leaving.set()
         try:
-            if self.link.dispatcher is not None:
-                self.link.call("goodbye", self.id)  # hands back what we hold now, instead of waiting for expiry
+            if link.dispatcher is not None:
+                link.call("goodbye", self.id)  # hands back what we hold now, instead of waiting for expiry
         except Exception:  # the leases expire on the master instead
             pass
         return 0
 
-    def _heartbeats(self) -> None:
-        # The first one at once, so the registry learns the worker's details early; they go on while a stopping
-        # worker finishes its task, so that task's lease does not expire under it.
-        while not self.leaving.is_set():
-            with self._held_lock:
-                keys = list(self._held)
-            try:
-                reply = self.link.call("heartbeat", self.id, self.info(), keys)
-                if isinstance(reply, dict) and isinstance(reply.get("heartbeat_seconds"), (int, float)):
-                    self.heartbeat_seconds = max(0.05, float(reply["heartbeat_seconds"]))  # the master's setting
-            except Unreachable:
-                pass  # the main loop notices and reconnects; heartbeats resume on the new link
-            except Exception as e:
-                log.warning("worker %s: heartbeat failed: %s", self.id, e)
-            self.leaving.wait(self.heartbeat_seconds)
-
-def main(settings: WorkerSettings, link: Link) -> int:
-    worker = Worker(link, default_worker_id(settings.worker_id), settings.batch_max, settings.stop_grace)
+def main(settings: WorkerSettings, new_link: Callable[[], Link]) -> int:
+    worker_id = default_worker_id(settings.worker_id)
+    tasks_dir = os.path.abspath(settings.tasks_dir)
+    for problem in kinds.load_modules(tasks_dir, settings.task_modules or None):
+        log.warning("worker %s: %s", worker_id, problem)
+    worker = Worker(new_link, worker_id, threads=settings.threads, processes=settings.processes,
+                    batch_max=settings.batch_max, stop_grace=settings.stop_grace, tasks_dir=tasks_dir,
+                    task_modules=settings.task_modules or None)
     worker.install_signals()
     try:
         return worker.run()
