@@ -6,8 +6,6 @@ No lock and no clock of its own: the dispatcher holds the lock and passes ``now`
 
 from __future__ import annotations
 
-import json
-
 from .jobs import (
     KEEP_FINISHED_JOBS,
     KEEP_FINISHED_SECONDS,
@@ -149,7 +147,7 @@ class JobBook:
             else:
                 taken.add((job_id, i))
                 plan.fresh.append((job, result_record(i, worker, ip, r, job.attempts[i] + 1)))
-        self._rows(plan, now)
+        _rows(plan, now)
         return plan
 
     def plan_poisoned(self, poisoned: list, now: float) -> AckPlan:
@@ -161,21 +159,8 @@ class JobBook:
             plan.fresh.append((job, result_record(i, holder, "", {"ok": False, "error": error}, attempts)))
             c = plan.counters.setdefault(job.id, {})
             c["poisoned"] = c.get("poisoned", job.poisoned) + 1
-        self._rows(plan, now)
+        _rows(plan, now)
         return plan
-
-    @staticmethod
-    def _rows(plan: AckPlan, now: float) -> None:
-        seq: dict[str, int] = {}
-        for job, rec in plan.fresh:
-            seq[job.id] = seq.get(job.id, job.n_done) + 1
-            text = record_json(rec)  # first: it may turn a non-JSON value into an error
-            plan.rows.append((job.id, seq[job.id], rec["id"], rec["worker"], int(rec["ok"]), rec["elapsed"], text))
-            if seq[job.id] == job.added and job.closed and job.state is JobState.RUNNING:  # this ack completes it
-                plan.counters.setdefault(job.id, {}).update(finished=now, state=JobState.DONE.value)
-        for job, _ in plan.dupes:
-            c = plan.counters.setdefault(job.id, {})
-            c["duplicates_dropped"] = c.get("duplicates_dropped", job.duplicates_dropped) + 1
 
     def apply(self, plan: AckPlan, now: float) -> None:
         for job, rec in plan.fresh:
@@ -206,22 +191,7 @@ class JobBook:
 
     def restore(self, row: dict) -> Job:
         """A job as the journal kept it; a running one counts a master restart and its tasks queue again."""
-        job = Job(row["id"], row["kind"], row["created"], row["task_timeout"], row["max_attempts"],
-                  closed=bool(row["closed"]), state=JobState(row["state"]), finished=row["finished"],
-                  redeliveries=row["redeliveries"], duplicates_dropped=row["duplicates_dropped"],
-                  handed_back=row["handed_back"], restarts=row["restarts"], poisoned=row["poisoned"])
-        job.grow(row["added"])
-        for i in row["done_ids"]:
-            job.done[i] = 1
-        job.n_done = len(row["done_ids"])
-        for worker, counts in json.loads(row["per_worker"] or "{}").items():
-            t = job.tally_of(worker)
-            t.redeliveries, t.duplicates_dropped = counts.get("redeliveries", 0), counts.get("duplicates_dropped", 0)
-        for worker, n, seconds, errors in row["by_worker"]:
-            t = job.tally_of(worker)
-            t.tasks, t.seconds, t.errors = n, seconds, errors
-            job.errors += errors
-        self.jobs[job.id] = job
+        job = self.jobs[row["id"]] = Job.from_journal(row)
         if job.state is JobState.RUNNING:
             job.restarts += 1
             self.runnable[job.id] = job
@@ -250,3 +220,17 @@ class JobBook:
 
     def recent(self, now: float, n: int = 20) -> list[dict]:
         return [j.summary(now).as_dict() for j in list(self.jobs.values())[-n:]]
+
+
+def _rows(plan: AckPlan, now: float) -> None:
+    """The journal's rows and counters for a plan's fresh results and duplicates (in the plan)."""
+    seq: dict[str, int] = {}
+    for job, rec in plan.fresh:
+        seq[job.id] = seq.get(job.id, job.n_done) + 1
+        text = record_json(rec)  # first: it may turn a non-JSON value into an error
+        plan.rows.append((job.id, seq[job.id], rec["id"], rec["worker"], int(rec["ok"]), rec["elapsed"], text))
+        if seq[job.id] == job.added and job.closed and job.state is JobState.RUNNING:  # this ack completes it
+            plan.counters.setdefault(job.id, {}).update(finished=now, state=JobState.DONE.value)
+    for job, _ in plan.dupes:
+        c = plan.counters.setdefault(job.id, {})
+        c["duplicates_dropped"] = c.get("duplicates_dropped", job.duplicates_dropped) + 1

@@ -147,6 +147,26 @@ class Job:
             t = self.tally[worker] = Tally()
         return t
 
+    @classmethod
+    def from_journal(cls, row: dict) -> Job:
+        """A job from ``Journal.load()``'s row: its columns, the ids done, and per-worker figures."""
+        job = cls(row["id"], row["kind"], row["created"], row["task_timeout"], row["max_attempts"],
+                  closed=bool(row["closed"]), state=JobState(row["state"]), finished=row["finished"],
+                  redeliveries=row["redeliveries"], duplicates_dropped=row["duplicates_dropped"],
+                  handed_back=row["handed_back"], restarts=row["restarts"], poisoned=row["poisoned"])
+        job.grow(row["added"])
+        for i in row["done_ids"]:
+            job.done[i] = 1
+        job.n_done = len(row["done_ids"])
+        for worker, counts in json.loads(row["per_worker"] or "{}").items():
+            t = job.tally_of(worker)
+            t.redeliveries, t.duplicates_dropped = counts.get("redeliveries", 0), counts.get("duplicates_dropped", 0)
+        for worker, n, seconds, errors in row["by_worker"]:
+            t = job.tally_of(worker)
+            t.tasks, t.seconds, t.errors = n, seconds, errors
+            job.errors += errors
+        return job
+
     def per_worker_json(self) -> str:
         return json.dumps({w: asdict(t) for w, t in self.tally.items()})
 
