@@ -18,6 +18,7 @@ from .dispatcher import Dispatcher
 from .journal import Journal
 from .protocol import DISPATCHER, RESULT_QUEUE, TASK_QUEUE
 from .server import MasterServer
+from .web import serve_page
 
 log = logging.getLogger("mpcluster")
 
@@ -101,6 +102,7 @@ def main(settings: MasterSettings) -> int:
     log.info("master listening on 0.0.0.0:%d (lease %gs, heartbeat %gs, handshake timeout %gs, journal %s)",
              settings.port, settings.lease_seconds, settings.heartbeat_seconds, settings.handshake_timeout,
              settings.journal or "off")
+    page = serve_page(settings.web_port, _dispatcher.status)
     if _dispatcher.master_restarts:
         log.info("master restarted (start %d): job state restored from the journal", _dispatcher.master_restarts + 1)
 
@@ -126,6 +128,8 @@ def main(settings: MasterSettings) -> int:
         pass
     log.info("master stopping (SIGTERM): the journal keeps finished results" if journal else "master stopping")
     server.close()
+    if page is not None:
+        page.close()
     if journal is not None:
         journal.close()
     return 0
