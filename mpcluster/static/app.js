@@ -57,6 +57,13 @@
     svg.setAttribute('height', h);
     svg.setAttribute('viewBox', `0 0 ${w} ${h}`);
     svg.setAttribute('role', 'img');
+    const base = document.createElementNS(SVG, 'rect'); // the axis: an empty chart still reads as one
+    base.setAttribute('class', 'axis');
+    base.setAttribute('x', 0);
+    base.setAttribute('y', h - 1);
+    base.setAttribute('width', w);
+    base.setAttribute('height', 1);
+    svg.append(base);
     const recent = history.slice(-n);
     recent.forEach((v, i) => {
       const height = peak > 0 && v > 0 ? Math.max(1, Math.round((v / peak) * h)) : 0;
@@ -183,8 +190,11 @@
       tr.append(el('td', `num ${k}`, num(j[k])));
     }
     const per = Object.entries(j.workers && typeof j.workers === 'object' ? j.workers : {})
-      .sort(([a], [b]) => (a < b ? -1 : 1)).map(([w, n]) => `${w} ${n}`);
-    tr.append(el('td', 'by-worker', per.join(' · ') || '—'));
+      .sort(([a], [b]) => (a < b ? -1 : 1));
+    const by = el('td', 'by-worker');
+    per.forEach(([w, n], i) => by.append(...(i ? [' '] : []), el('span', 'chip', `${w} ${n}`)));
+    if (!per.length) by.textContent = '—';
+    tr.append(by);
     return tr;
   }
 

@@ -102,5 +102,4 @@ def test_the_page_shows_the_work_spread_a_dead_worker_gone_and_the_job_kept_over
     survivors = sorted(set(names) - {victim})
     for wid in survivors:  # the survivors reconnect to the new master process
         expect(worker_row(page, wid).locator(".state-label")).to_have_text("alive", timeout=60_000)
-    expect(job.locator(".by-worker")).to_have_text(
-        " · ".join(f"{w} {n}" for w, n in sorted(summary["workers"].items())))
+    expect(job.locator(".by-worker .chip")).to_have_text([f"{w} {n}" for w, n in sorted(summary["workers"].items())])
