@@ -92,7 +92,7 @@
     tr.append(el('td', 'id', w.id), el('td', 'ip', w.ip || '—'));
     const state = el('td', 'state');
     state.append(el('span', `state-label state-${w.state}`, w.state));
-    if (num(w.restarts) > 0) {
+    if (num(w.restarts) > 0 && (w.state === 'alive' || w.state === 'stopping')) {
       const b = el('span', 'badge restarted', num(w.restarts) > 1 ? `restarted ×${w.restarts}` : 'restarted');
       b.title = 'a new worker process appeared under this id: what the old one held was queued again';
       state.append(' ', b);
@@ -179,6 +179,7 @@
     const bar = el('progress');
     bar.max = Math.max(1, tasks);
     bar.value = done;
+    bar.setAttribute('aria-label', `${done} of ${tasks} results`);
     const pct = tasks ? Math.floor((done * 100) / tasks) : 0; // 100% only when every result is in
     prog.append(bar, ' ', el('span', 'count', `${done}/${tasks}`), ' ', el('span', 'pct', `${pct}%`));
     tr.append(prog);
@@ -200,14 +201,14 @@
 
   function renderJobs(s) {
     const jobs = (Array.isArray(s.jobs) ? s.jobs : []).slice().reverse(); // newest first
-    sync($('#jobs tbody'), jobs, (j) => j.job, jobRow, (j) => JSON.stringify({ ...j, seconds: 0, eta_s: 0 }) + j.eta_s);
+    sync($('#jobs tbody'), jobs, (j) => j.job, jobRow, (j) => JSON.stringify(j));
     $('#no-jobs').hidden = jobs.length > 0;
   }
 
   // ---- events, master, totals ----
 
-  const KINDS = [[/restored/, 'restore'], [/restarted/, 'restart'], [/ gone/, 'gone'], [/expired/, 'expire'],
-    [/duplicate/, 'dup'], [/joined|is back/, 'join'], [/ left/, 'left']];
+  const KINDS = [[/restored/, 'restore'], [/restarted/, 'restart'], [/joined|is back/, 'join'], [/ gone/, 'gone'],
+    [/expired/, 'expire'], [/duplicate/, 'dup'], [/ left/, 'left']];
 
   function renderEvents(s) {
     const events = Array.isArray(s.events) ? s.events : [];
