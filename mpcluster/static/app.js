@@ -13,7 +13,7 @@
   const POLL_MS = 1000;
   const HIDDEN_POLL_MS = 5000; // a tab in the background asks less often
   const TIMEOUT_MS = 4000;
-  const TICK_MS = 200;
+  const TICK_MS = 500; // ages and countdowns move twice a second (each redraw costs the browser CPU)
   const STALE_S = 3; // no answer for this long: say so
   const SVG = 'http://www.w3.org/2000/svg';
 
@@ -27,6 +27,14 @@
   const $ = (sel) => document.querySelector(sel);
   const num = (v) => (typeof v === 'number' && Number.isFinite(v) ? v : 0);
   const since = () => (performance.now() - at) / 1000;
+
+  function put(node, text) { // only real changes: an unchanged text costs no layout
+    if (node.textContent !== text) node.textContent = text;
+  }
+
+  function setState(node, state) {
+    if (node.dataset.state !== state) node.dataset.state = state;
+  }
 
   function el(tag, cls, text) {
     const e = document.createElement(tag);
@@ -230,11 +238,11 @@
     if (firstStarted === null) firstStarted = m.started;
     const banner = $('#restarted');
     if (num(m.restarts) > 0) {
-      banner.textContent = `The master restarted: this is its start number ${num(m.restarts) + 1}, up since `
+      put(banner, `The master restarted: this is its start number ${num(m.restarts) + 1}, up since `
         + `${clock(m.started)}. Jobs and their counts came back from the journal; worker counters start again `
-        + 'from that moment, as workers reconnect.';
+        + 'from that moment, as workers reconnect.');
     } else if (m.started !== firstStarted) {
-      banner.textContent = `The master restarted at ${clock(m.started)} without a journal: earlier jobs are gone.`;
+      put(banner, `The master restarted at ${clock(m.started)} without a journal: earlier jobs are gone.`);
     }
     banner.hidden = !(num(m.restarts) > 0 || m.started !== firstStarted);
     const q = s.queues || {}, c = s.classic || {};
@@ -246,7 +254,7 @@
         + `waiting, ${num(c.done)} done (${num(c.redeliveries)} redelivered, `
         + `${num(c.duplicates_dropped)} duplicates dropped)`;
     }
-    $('#totals').textContent = totals;
+    put($('#totals'), totals);
   }
 
   function render() {
@@ -262,31 +270,33 @@
     const conn = $('#conn');
     const down = failure && (!st || (performance.now() - failedAt) / 1000 >= STALE_S || since() >= STALE_S);
     if (!st && !failure) {
-      conn.dataset.state = 'connecting';
+      setState(conn, 'connecting');
     } else if (down) {
-      conn.dataset.state = 'stale';
-      conn.textContent = st
+      setState(conn, 'stale');
+      put(conn, st
         ? `no answer from the master for ${secs((performance.now() - failedAt) / 1000)} (${failure}): `
           + `showing what it said ${secs(since())} ago`
-        : `no answer from the master (${failure})`;
+        : `no answer from the master (${failure})`);
     } else {
-      conn.dataset.state = 'live';
-      conn.textContent = `live · updated ${since().toFixed(1)} s ago`;
+      setState(conn, 'live');
+      put(conn, `live · updated ${since().toFixed(1)} s ago`);
     }
     document.body.classList.toggle('stale', Boolean(down && st));
     if (!st) return;
     const m = st.master || {};
-    $('#master').textContent = `master: Python ${m.python || '?'} · mpcluster ${m.version || '?'} · up `
+    put($('#master'), `master: Python ${m.python || '?'} · mpcluster ${m.version || '?'} · up `
       + `${secs(num(m.uptime_s) + since())} · lease ${num(m.lease_seconds)} s · heartbeat `
-      + `${num(m.heartbeat_seconds)} s · journal ${m.journal ? 'on' : 'off (a restart forgets the jobs)'}`;
+      + `${num(m.heartbeat_seconds)} s · journal ${m.journal ? 'on' : 'off (a restart forgets the jobs)'}`);
     const waited = since();
     for (const td of document.querySelectorAll('#workers td.age')) {
-      td.textContent = `${secs(num(Number(td.dataset.base)) + waited)} ago`;
+      put(td, `${secs(num(Number(td.dataset.base)) + waited)} ago`);
     }
     for (const td of document.querySelectorAll('#workers td.gone-in[data-base]')) {
       const left = Math.max(0, num(Number(td.dataset.base)) - waited);
-      td.querySelector('.countdown').textContent = left > 0 ? `in ${secs(left)}` : 'due';
-      td.querySelector('meter').value = left;
+      put(td.querySelector('.countdown'), left > 0 ? `in ${secs(left)}` : 'due');
+      const meter = td.querySelector('meter');
+      const value = Math.round(left * 10) / 10;
+      if (meter.value !== value) meter.value = value;
     }
   }
 
