@@ -13,7 +13,7 @@
   const POLL_MS = 1000;
   const HIDDEN_POLL_MS = 5000; // a tab in the background asks less often
   const TIMEOUT_MS = 4000;
-  const TICK_MS = 500; // ages and countdowns move twice a second (each redraw costs the browser CPU)
+  const TICK_MS = 1000; // ages and countdowns move once a second, with each answer (a redraw costs CPU)
   const STALE_S = 3; // no answer for this long: say so
   const SVG = 'http://www.w3.org/2000/svg';
 
@@ -23,6 +23,7 @@
   let failedAt = 0; // performance.now() of the first failure in a row
   let firstStarted = null; // master.started when this page first heard from it
   let timer = 0;
+  let ticked = 0; // performance.now() of the last redraw
 
   const $ = (sel) => document.querySelector(sel);
   const num = (v) => (typeof v === 'number' && Number.isFinite(v) ? v : 0);
@@ -93,7 +94,7 @@
     return svg;
   }
 
-  function workerRow(w, peak, sample, lease) {
+  function workerRow(w, lease) {
     const tr = el('tr');
     tr.dataset.worker = w.id;
     tr.dataset.state = w.state;
@@ -122,19 +123,32 @@
       gone.textContent = '—';
     }
     tr.append(age, gone);
-    for (const k of ['leased', 'done', 'errors', 'duplicates']) tr.append(el('td', `num ${k}`, num(w[k])));
+    for (const k of ['leased', 'done', 'errors', 'duplicates']) tr.append(el('td', `num ${k}`));
     tr.append(el('td', 'python', w.python || '—'));
     const par = el('td', 'parallel', `${num(w.threads) || 1} / ${num(w.processes)}`);
     if (Array.isArray(w.kinds) && w.kinds.length) par.title = 'kinds: ' + w.kinds.join(', ');
-    tr.append(par);
-    const chart = el('td', 'chart');
-    chart.append(spark(Array.isArray(w.history) ? w.history.map(num) : [], peak, sample));
-    tr.append(chart);
+    tr.append(par, el('td', 'chart'));
     return tr;
   }
 
-  // Rows are replaced only when what they show changed (not for every poll), so text stays selectable.
-  function sync(tbody, items, key, make, sig) {
+  // What changes while a row stays: counters, ages, the chart (a new sample every 5 s).
+  function fillWorker(tr, w, peak, sample) {
+    tr.querySelector('.age').dataset.base = num(w.last_heartbeat_s);
+    const gone = tr.querySelector('.gone-in');
+    if (typeof w.gone_in_s === 'number') gone.dataset.base = w.gone_in_s;
+    for (const k of ['leased', 'done', 'errors', 'duplicates']) put(tr.querySelector(`.${k}`), String(num(w[k])));
+    const history = Array.isArray(w.history) ? w.history.map(num) : [];
+    const chart = tr.querySelector('.chart');
+    const key = JSON.stringify([history, peak, sample]);
+    if (chart.dataset.key !== key) {
+      chart.dataset.key = key;
+      chart.replaceChildren(spark(history, peak, sample));
+    }
+  }
+
+  // Rows are replaced only when what they show changed, and an unchanged table is not touched at all: each DOM
+  // change costs the browser a layout and a paint, and it may share the CPU with the cluster it shows.
+  function sync(tbody, items, key, make, sig, fill) {
     const old = new Map([...tbody.children].map((tr) => [tr.dataset.key, tr]));
     const rows = items.map((item) => {
       const s = sig(item);
@@ -144,9 +158,16 @@
         tr.dataset.key = key(item);
         tr.dataset.sig = s;
       }
+      fill(tr, item);
       return [tr, item];
     });
-    tbody.replaceChildren(...rows.map(([tr]) => tr));
+    const want = rows.map(([tr]) => tr);
+    const have = [...tbody.children];
+    if (want.length === have.length && want.every((tr, i) => tr.dataset.key === have[i].dataset.key)) {
+      want.forEach((tr, i) => { if (tr !== have[i]) have[i].replaceWith(tr); }); // same rows: swap the changed
+    } else {
+      tbody.replaceChildren(...want);
+    }
     return rows;
   }
 
@@ -155,21 +176,16 @@
     const sample = num(s.master && s.master.sample_seconds) || 5;
     const lease = num(s.master && s.master.lease_seconds);
     const peak = Math.max(0, ...workers.flatMap((w) => (Array.isArray(w.history) ? w.history.map(num) : [])));
-    const rows = sync($('#workers tbody'), workers, (w) => w.id,
-      (w) => workerRow(w, peak, sample, lease),
-      (w) => JSON.stringify([{ ...w, last_heartbeat_s: 0, gone_in_s: w.gone_in_s === null }, peak, lease]));
-    for (const [tr, w] of rows) { // the ages move with every answer, without rebuilding the row
-      tr.querySelector('.age').dataset.base = num(w.last_heartbeat_s);
-      const gone = tr.querySelector('.gone-in');
-      if (typeof w.gone_in_s === 'number') gone.dataset.base = w.gone_in_s;
-    }
+    sync($('#workers tbody'), workers, (w) => w.id, (w) => workerRow(w, lease),
+      (w) => JSON.stringify([w.ip, w.state, num(w.restarts), w.python, w.threads, w.processes, w.kinds,
+        typeof w.gone_in_s === 'number', lease]),
+      (tr, w) => fillWorker(tr, w, peak, sample));
     $('#no-workers').hidden = workers.length > 0;
   }
 
   // ---- jobs ----
 
   function jobRow(j) {
-    const tasks = num(j.tasks), done = num(j.done);
     const tr = el('tr');
     tr.dataset.job = j.job;
     tr.dataset.state = j.state;
@@ -185,31 +201,46 @@
     tr.append(state);
     const prog = el('td', 'progress');
     const bar = el('progress');
-    bar.max = Math.max(1, tasks);
-    bar.value = done;
-    bar.setAttribute('aria-label', `${done} of ${tasks} results`);
+    bar.max = Math.max(1, num(j.tasks));
+    prog.append(bar, ' ', el('span', 'count'), ' ', el('span', 'pct'));
+    tr.append(prog, el('td', 'num rate'), el('td', 'num eta'));
+    for (const k of ['redeliveries', 'duplicates_dropped', 'handed_back', 'errors']) tr.append(el('td', `num ${k}`));
+    tr.append(el('td', 'by-worker'));
+    return tr;
+  }
+
+  // What changes while a job runs: its progress, rate, ETA, counters and who gave how many results.
+  function fillJob(tr, j) {
+    const tasks = num(j.tasks), done = num(j.done);
+    const bar = tr.querySelector('progress');
+    if (bar.value !== done) {
+      bar.value = done;
+      bar.setAttribute('aria-label', `${done} of ${tasks} results`);
+    }
     const pct = tasks ? Math.floor((done * 100) / tasks) : 0; // 100% only when every result is in
-    prog.append(bar, ' ', el('span', 'count', `${done}/${tasks}`), ' ', el('span', 'pct', `${pct}%`));
-    tr.append(prog);
-    tr.append(el('td', 'num rate', num(j.rate) > 0 ? `${num(j.rate).toFixed(1)}/s` : '—'));
-    const eta = typeof j.eta_s === 'number' ? secs(j.eta_s)
-      : (j.state === 'running' ? '—' : `took ${secs(j.seconds)}`);
-    tr.append(el('td', 'num eta', eta));
+    put(tr.querySelector('.count'), `${done}/${tasks}`);
+    put(tr.querySelector('.pct'), `${pct}%`);
+    put(tr.querySelector('.rate'), num(j.rate) > 0 ? `${num(j.rate).toFixed(1)}/s` : '—');
+    put(tr.querySelector('.eta'), typeof j.eta_s === 'number' ? secs(j.eta_s)
+      : (j.state === 'running' ? '—' : `took ${secs(j.seconds)}`));
     for (const k of ['redeliveries', 'duplicates_dropped', 'handed_back', 'errors']) {
-      tr.append(el('td', `num ${k}`, num(j[k])));
+      put(tr.querySelector(`.${k}`), String(num(j[k])));
     }
     const per = Object.entries(j.workers && typeof j.workers === 'object' ? j.workers : {})
-      .sort(([a], [b]) => (a < b ? -1 : 1));
-    const by = el('td', 'by-worker');
-    per.forEach(([w, n], i) => by.append(...(i ? [' '] : []), el('span', 'chip', `${w} ${n}`)));
-    if (!per.length) by.textContent = '—';
-    tr.append(by);
-    return tr;
+      .sort(([a], [b]) => (a < b ? -1 : 1)).map(([w, n]) => `${w} ${n}`);
+    const by = tr.querySelector('.by-worker');
+    const key = JSON.stringify(per);
+    if (by.dataset.key !== key) {
+      by.dataset.key = key;
+      by.replaceChildren(...per.flatMap((text, i) => [...(i ? [' '] : []), el('span', 'chip', text)]));
+      if (!per.length) by.textContent = '—';
+    }
   }
 
   function renderJobs(s) {
     const jobs = (Array.isArray(s.jobs) ? s.jobs : []).slice().reverse(); // newest first
-    sync($('#jobs tbody'), jobs, (j) => j.job, jobRow, (j) => JSON.stringify(j));
+    sync($('#jobs tbody'), jobs, (j) => j.job, jobRow,
+      (j) => JSON.stringify([j.kind, j.state, num(j.master_restarts) > 0, j.tasks]), fillJob);
     $('#no-jobs').hidden = jobs.length > 0;
   }
 
@@ -267,6 +298,7 @@
   // ---- what moves between answers ----
 
   function tick() {
+    ticked = performance.now();
     const conn = $('#conn');
     const down = failure && (!st || (performance.now() - failedAt) / 1000 >= STALE_S || since() >= STALE_S);
     if (!st && !failure) {
@@ -328,6 +360,7 @@
   }
 
   document.addEventListener('visibilitychange', () => { if (!document.hidden) schedule(0); });
-  setInterval(tick, TICK_MS);
+  // Each answer redraws (poll -> tick); this only fills the gaps when answers are slow or missing.
+  setInterval(() => { if (performance.now() - ticked >= TICK_MS) tick(); }, TICK_MS / 4);
   poll();
 })();
