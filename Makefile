@@ -95,6 +95,11 @@ cancel: check-docker  ## Cancel a job: drop what has not run, stop what runs (JO
 status: check-docker  ## Show the cluster as the master sees it
 	@$(COMPOSE) exec -T master python3 -m mpcluster status
 
+.PHONY: page
+page: check-docker  ## Print the address of the live status page (127.0.0.1, port MPC_WEB_PORT, default 8080)
+	@addr=$$($(COMPOSE) port master 8080 2>/dev/null) && [ -n "$$addr" ] \
+	  && echo "http://$${addr/0.0.0.0/127.0.0.1}/" || { echo "make: the master is not running (make up)"; exit 1; }
+
 logs: check-docker  ## Follow the logs of every node
 	$(COMPOSE) logs -f
 

@@ -138,6 +138,7 @@ class MasterSettings:
     heartbeat_seconds: float
     handshake_timeout: float
     journal: str
+    web_port: int = 8080  # the status page's port (0 = no page); in Compose always 8080, published on $MPC_WEB_PORT
 
     @classmethod
     def from_env(cls, env: dict | None = None) -> MasterSettings:
@@ -157,6 +158,7 @@ class MasterSettings:
             heartbeat_seconds=heartbeat,
             handshake_timeout=env_float("MPC_HANDSHAKE_TIMEOUT", 10.0, 0.5, 600.0, env),
             journal=_env("MPC_JOURNAL", env) or "",
+            web_port=env_int("MPC_WEB_PORT", 8080, 0, 65535, env),
         )
 
 

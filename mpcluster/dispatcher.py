@@ -12,6 +12,7 @@ types and the transitions the calls share, writes the journal *before* memory ch
 from __future__ import annotations
 
 import sys
+from collections import Counter
 
 from . import __version__
 from . import tasks as kinds
@@ -137,6 +138,8 @@ class Dispatcher(DispatcherCore):
             ok = self._classic.complete_all(plan.classic) if self._classic is not None else 0
             w.done += ok
             w.duplicates += len(plan.dupes) + len(plan.classic) - ok
+            for job_id, n in Counter(job.id for job, _ in plan.dupes).items():
+                self._event(f"{n} late duplicate{'s' * (n > 1)} of job {job_id} from {w.id} dropped")
             return {"accepted": len(plan.fresh) + ok, "dropped": len(results) - len(plan.fresh) - ok}
 
     def release(self, worker: str, keys: list) -> int:

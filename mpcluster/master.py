@@ -19,6 +19,7 @@ from .dispatcher import Dispatcher
 from .journal import Journal
 from .protocol import DISPATCHER, RESULT_QUEUE, TASK_QUEUE
 from .server import MasterServer
+from .web import serve_page
 
 log = logging.getLogger("mpcluster")
 
@@ -105,6 +106,7 @@ def main(settings: MasterSettings) -> int:
     if journal is not None and journal.moved_aside:
         log.warning("the journal at %s was written by another version of mpcluster: moved aside to %s, starting "
                     "with no jobs", settings.journal, journal.moved_aside)
+    page = serve_page(settings.web_port, _dispatcher.status)
     if _dispatcher.master_restarts:
         log.info("master restarted (start %d): job state restored from the journal", _dispatcher.master_restarts + 1)
 
@@ -130,6 +132,8 @@ def main(settings: MasterSettings) -> int:
         pass
     log.info("master stopping (SIGTERM): the journal keeps finished results" if journal else "master stopping")
     server.close()
+    if page is not None:
+        page.close()
     if journal is not None:
         journal.close()
     return 0

@@ -33,6 +33,7 @@ def session_env(docker_ready, tmp_path_factory):
     key.chmod(0o644)
     env = {"MPC_AUTHKEY_HOST_FILE": str(key), "MPC_IMAGE_TAG": f"test-{SESSION}", "MPC_HOST_PORT": "0",
            "MPC_DEMO_TASKS": "0", "LESSON_DIR": str(LESSON)}
+    env["MPC_WEB_PORT"] = "0"  # the status page on any free host port too, never the user's 8080
     build = subprocess.run(["docker", "compose", "-p", f"mpct{SESSION}build", "build", "-q"], cwd=ROOT,
                            env={**os.environ, **env}, capture_output=True, text=True, timeout=900)
     assert build.returncode == 0, build.stdout + build.stderr

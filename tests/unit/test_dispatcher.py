@@ -63,6 +63,7 @@ def test_an_expired_lease_is_redelivered_and_the_late_result_dropped(d, clock):
     assert (again["job"], again["id"]) == (t["job"], t["id"])
     assert d.ack("w2", [result(again, "w2")])["accepted"] == 1
     assert d.ack("w1", [result(t, "w1")]) == {"accepted": 0, "dropped": 1}  # the late original
+    assert "1 late duplicate of job j1 from w1 dropped" in [e["text"] for e in d.status()["events"]]
     _, chunk, summary = read(d)
     assert [r["worker"] for r in chunk] == ["w2"]
     assert summary["redeliveries"] == 1 and summary["duplicates_dropped"] == 1
