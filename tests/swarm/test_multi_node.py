@@ -77,10 +77,14 @@ def test_the_stack_spans_the_nodes_and_a_jobs_results_come_from_several(lab, sta
 
 def test_the_masters_port_listens_on_its_node_only(lab, stack):
     ports = stack.service("master")["Endpoint"]["Ports"]
-    assert ports == [{"Protocol": "tcp", "TargetPort": 5000, "PublishedPort": PORT, "PublishMode": "host"}]
+    assert sorted(ports, key=lambda p: p["TargetPort"]) == [
+        {"Protocol": "tcp", "TargetPort": 5000, "PublishedPort": PORT, "PublishMode": "host"},
+        {"Protocol": "tcp", "TargetPort": 8080, "PublishedPort": 8080, "PublishMode": "host"},  # the status page
+    ]
     n1, n2, n3 = lab.nodes
-    assert ("0.0.0.0", PORT) in n1.listening()  # host mode: Swarm cannot narrow it to one address
-    assert all(p != PORT for node in (n2, n3) for _, p in node.listening())
+    for port in (PORT, 8080):  # host mode: Swarm cannot narrow it to one address, but it is this node only
+        assert ("0.0.0.0", port) in n1.listening()
+        assert all(p != port for node in (n2, n3) for _, p in node.listening())
     # dnsrr: from a worker on another node, `master` is the master's own address, no VIP (IPVS) between.
     worker = n2.container_of(f"{stack.name}_worker")
     resolved = n2.docker("exec", worker, "getent", "hosts", "master").stdout.split()[0]
