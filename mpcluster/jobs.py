@@ -57,6 +57,10 @@ class Tally:
     redeliveries: int = 0  # leases that expired while it held them
     duplicates_dropped: int = 0  # its late results, dropped
 
+    def shown(self) -> dict:
+        """As status and summaries show it: summed seconds to the millisecond (a sum of floats is 0.8017000000000001)."""
+        return {**asdict(self), "seconds": round(self.seconds, 3)}
+
 
 @dataclass
 class JobSummary:
@@ -136,7 +140,7 @@ class Job:
             errors=self.errors, complete=self.complete, redeliveries=self.redeliveries,
             duplicates_dropped=self.duplicates_dropped, handed_back=self.handed_back, poisoned=self.poisoned,
             master_restarts=self.restarts, workers={w: t.tasks for w, t in self.tally.items() if t.tasks},
-            per_worker={w: asdict(t) for w, t in self.tally.items()}, seconds=round(seconds, 3),
+            per_worker={w: t.shown() for w, t in self.tally.items()}, seconds=round(seconds, 3),
             created=round(self.created, 3), finished=self.finished, rate=round(rate, 2),
             eta_s=round(left / rate, 1) if rate > 0 and left and self.state is JobState.RUNNING else None,
             task_timeout=self.task_timeout, max_attempts=self.max_attempts)

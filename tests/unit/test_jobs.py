@@ -54,3 +54,14 @@ def test_a_jobs_summary_counts_and_estimates():
     assert job.pending == 4  # neither done nor leased
     job.state = JobState.CANCELLED
     assert job.pending == 0 and job.summary(now=103).eta_s is None
+
+
+def test_a_workers_summed_seconds_are_shown_to_the_millisecond():
+    job = Job("j", "sleep", created=100.0)
+    tally = job.tally_of("w1")
+    for _ in range(4):
+        tally.tasks += 1
+        tally.seconds += 0.2004  # 0.8016000000000001 when summed
+    shown = job.summary(now=101.0).per_worker["w1"]
+    assert shown["seconds"] == 0.802 and shown["tasks"] == 4
+    assert tally.seconds != 0.802  # the tally itself keeps its precision (the journal stores it)
