@@ -36,7 +36,7 @@ def main() -> None:
         workers = len(seen)
     estimate = 4 * hits / (a.tasks * a.samples)
     print(f"pi ~= {estimate:.6f} (error {abs(estimate - math.pi):.1e}) from {a.tasks * a.samples:,} darts in "
-          f"{a.tasks} tasks on {workers} workers, {time.monotonic() - started:.1f} s")
+          f"{a.tasks} tasks on {workers} worker{'s' * (workers != 1)}, {time.monotonic() - started:.1f} s")
 
 
 if __name__ == "__main__":
