@@ -127,8 +127,8 @@ stack-ps: check-docker  ## Swarm: the stack's tasks and the nodes they run on
 stack-status: check-docker  ## Swarm: the cluster as the master sees it (on the master's node)
 	@scripts/stack status
 
-stack-job: check-docker  ## Swarm: submit a job (TASKS=, KIND=, SECONDS=; on the master's node)
-	@scripts/stack job --tasks $(TASKS) --kind $(KIND) --seconds $(SECONDS)
+stack-job: check-docker  ## Swarm: submit a job (TASKS=, KIND=, TASK_SECONDS=; on the master's node)
+	@scripts/stack job --tasks $(TASKS) --kind $(KIND) --seconds $(TASK_SECONDS)
 
 $(VENV)/.installed: pyproject.toml | check-python
 	$(PYTHON) -m venv $(VENV)
