@@ -139,6 +139,7 @@ class MasterSettings:
     handshake_timeout: float
     journal: str
     web_port: int = 8080  # the status page's port (0 = no page); in Compose always 8080, published on $MPC_WEB_PORT
+    health_file: str = ""  # the image sets it: where the master stamps its own passing health check (see master.py)
 
     @classmethod
     def from_env(cls, env: dict | None = None) -> MasterSettings:
@@ -159,6 +160,7 @@ class MasterSettings:
             handshake_timeout=env_float("MPC_HANDSHAKE_TIMEOUT", 10.0, 0.5, 600.0, env),
             journal=_env("MPC_JOURNAL", env) or "",
             web_port=env_int("MPC_WEB_PORT", 8080, 0, 65535, env),
+            health_file=_env("MPC_HEALTH_FILE", env) or "",
         )
 
 
