@@ -55,7 +55,7 @@ base: check-docker  ## Make sure the base image exists (pull, or build Debian of
 	@scripts/ensure-base
 
 up: check-workers check-docker key base  ## Build what is missing, start a master and WORKERS workers, wait until they are connected
-	$(COMPOSE) up -d --build --wait --scale worker=$(WORKERS)
+	$(COMPOSE) up -d --build --scale worker=$(WORKERS)  # no --wait: the first health probe comes 5 s in; status waits
 	@$(COMPOSE) exec -T master python3 -m mpcluster status --wait-workers $(WORKERS) --timeout 60 >/dev/null \
 	  || { echo "make: the workers did not all connect; see 'make logs'"; exit 1; }
 	@if [ "$${MPC_DEMO_TASKS:-10}" != 0 ]; then \
