@@ -23,7 +23,7 @@ EXEC := $(COMPOSE) exec $(shell [ -t 0 ] && [ -t 1 ] || echo -T)
 # The key file Compose and the stack read (MPC_AUTHKEY_HOST_FILE, as in compose.yaml).
 KEY := $(or $(MPC_AUTHKEY_HOST_FILE),.secrets/authkey)
 
-.PHONY: help up down lesson scale job results cancel status logs ps test test-unit test-integration test-swarm base key \
+.PHONY: help up down lesson bench scale job results cancel status logs ps test test-unit test-integration test-swarm base key \
         check-docker check-python check-workers lint clean stack-images stack-up stack-scale stack-down stack-ps \
         stack-status stack-job
 
@@ -149,8 +149,12 @@ test-integration: $(VENV)/.installed base  ## Run the Docker suite alone
 test-swarm: $(VENV)/.installed base  ## Run the swarm tests alone (a single-node swarm here, three Docker-in-Docker nodes)
 	TESTCONTAINERS_RYUK_DISABLED=true $(VENV)/bin/pytest tests/swarm $(PYTEST_ARGS)
 
+QUICK ?=
+bench: $(VENV)/.installed check-docker key base  ## Measure on real clusters: throughput vs the lesson, scaling, threads vs processes, start-up, 1M tasks, idle CPU (QUICK=1: a smoke run)
+	$(VENV)/bin/python bench/run.py $(if $(QUICK),--quick) $(BENCH_ARGS)
+
 lint: $(VENV)/.installed  ## ruff
-	$(VENV)/bin/ruff check mpcluster tests
+	$(VENV)/bin/ruff check mpcluster tests bench
 
 clean: check-docker  ## Remove containers, network, journal volume, images and the generated base images (keeps the key)
 	-$(COMPOSE) down -v --remove-orphans --rmi local
