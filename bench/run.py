@@ -534,9 +534,10 @@ def main(argv: list[str] | None = None) -> int:
         raise KeyboardInterrupt(f"signal {signum}")
 
     signal.signal(signal.SIGTERM, stop)
-    res: dict = {"quick": a.quick, "sizes": sizes, "sections": run, "started": dt.datetime.now().isoformat()}
+    res: dict = {"run_id": projects.run_id, "quick": a.quick, "sizes": sizes, "sections": run, "started": dt.datetime.now().isoformat()}
     built = False
     try:
+        say(f"run {projects.run_id}: Compose projects mpcbench-{projects.run_id}-*; sections: {', '.join(run)}")
         if not a.no_build:
             say(f"building the images (mpcluster-master:{tag}, mpcluster-worker:{tag}; cached layers are reused)")
             projects.compose(projects.name("build"), ["compose.yaml"], "build", "-q", timeout=1800)
