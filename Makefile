@@ -23,7 +23,7 @@ EXEC := $(COMPOSE) exec $(shell [ -t 0 ] && [ -t 1 ] || echo -T)
 # The key file Compose and the stack read (MPC_AUTHKEY_HOST_FILE, as in compose.yaml).
 KEY := $(or $(MPC_AUTHKEY_HOST_FILE),.secrets/authkey)
 
-.PHONY: help up down lesson scale job results cancel status logs ps test test-unit test-integration test-swarm base key \
+.PHONY: help up down lesson bench scale job results cancel status logs ps test test-unit test-integration test-swarm base key \
         check-docker check-python check-workers lint clean stack-images stack-up stack-scale stack-down stack-ps \
         stack-status stack-job
 
@@ -55,7 +55,7 @@ base: check-docker  ## Make sure the base image exists (pull, or build Debian of
 	@scripts/ensure-base
 
 up: check-workers check-docker key base  ## Build what is missing, start a master and WORKERS workers, wait until they are connected
-	$(COMPOSE) up -d --build --wait --scale worker=$(WORKERS)
+	$(COMPOSE) up -d --build --scale worker=$(WORKERS)  # no --wait: the first health probe comes 5 s in; status waits
 	@$(COMPOSE) exec -T master python3 -m mpcluster status --wait-workers $(WORKERS) --timeout 60 >/dev/null \
 	  || { echo "make: the workers did not all connect; see 'make logs'"; exit 1; }
 	@if [ "$${MPC_DEMO_TASKS:-10}" != 0 ]; then \
@@ -149,8 +149,12 @@ test-integration: $(VENV)/.installed base  ## Run the Docker suite alone
 test-swarm: $(VENV)/.installed base  ## Run the swarm tests alone (a single-node swarm here, three Docker-in-Docker nodes)
 	TESTCONTAINERS_RYUK_DISABLED=true $(VENV)/bin/pytest tests/swarm $(PYTEST_ARGS)
 
+QUICK ?=
+bench: $(VENV)/.installed check-docker key base  ## Measure on real clusters: throughput vs the lesson, scaling, threads vs processes, start-up, 1M tasks, idle CPU (QUICK=1: a smoke run)
+	$(VENV)/bin/python bench/run.py $(if $(QUICK),--quick) $(BENCH_ARGS)
+
 lint: $(VENV)/.installed  ## ruff
-	$(VENV)/bin/ruff check mpcluster tests
+	$(VENV)/bin/ruff check mpcluster tests bench
 
 clean: check-docker  ## Remove containers, network, journal volume, images and the generated base images (keeps the key)
 	-$(COMPOSE) down -v --remove-orphans --rmi local

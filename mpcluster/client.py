@@ -192,7 +192,7 @@ def status(client: Client, *, as_json: bool, wait_workers: int, wait_job: str, t
             out(("\x1b[H\x1b[2J" if sys.stdout.isatty() else "") + text)
         elif ready or time.monotonic() > deadline:
             break
-        time.sleep(1.0 if watch else 0.5)  # the pace of a redraw, or of polling for what we wait for
+        time.sleep(1.0 if watch else 0.2)  # the pace of a redraw, or of polling for what we wait for (`make up`)
     out(json.dumps(st) if as_json else render_status(st))
     if st["alive"] < wait_workers:
         print(f"mpcluster status: only {st['alive']} of {wait_workers} workers alive after {timeout:g} s",

@@ -165,11 +165,13 @@ class Link:
             self._prepare_thread()
 
     def open_with_retry(self, stop: threading.Event, role: str, deadline: float | None = None) -> bool:
-        """Keep trying with capped backoff (0.5 s doubling to 10 s), one log line per attempt window.
+        """Keep trying with capped backoff (0.2 s doubling to 10 s), one log line per attempt window.
 
+        A master that is still starting (workers start next to it) answers within a few tries, so the first
+        line comes from the third failed attempt, about 0.6 s in; then one every 10 s.
         Returns False if ``stop`` was set or ``deadline`` (time.monotonic) passed; raises AuthFailed at once.
         """
-        delay, attempt, last_said = 0.5, 0, 0.0
+        delay, attempt, last_said = 0.2, 0, 0.0
         while not stop.is_set():
             attempt += 1
             try:
@@ -179,7 +181,7 @@ class Link:
                 return True
             except Unreachable as e:
                 now = time.monotonic()
-                if attempt == 1 or now - last_said >= 10:
+                if attempt == 3 or (attempt > 3 and now - last_said >= 10):
                     log.warning("%s: cannot reach master at %s (%s); retrying (attempt %d, next in %.1f s)",
                                 role, self.where, e, attempt, delay)
                     last_said = now
