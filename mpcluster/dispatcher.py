@@ -29,6 +29,13 @@ class Dispatcher(DispatcherCore):
         """Cheap liveness probe (the health check; `doctor` reads the versions and the clock from it)."""
         return {"ok": True, "python": sys.version.split()[0], "version": __version__, "time": self._clock()}
 
+    def responsive(self, timeout: float) -> bool:
+        """Whether the dispatcher's lock can be taken within ``timeout`` (the master's check of itself; local)."""
+        if not self._cond.acquire(timeout=timeout):
+            return False
+        self._cond.release()
+        return True
+
     def submit(self, job: dict) -> str:
         """Accept a job, or a chunk of one: ``{"id", "kind", "tasks": [args, ...], "first": 0, "more": False,
         "task_timeout": None, "max_attempts": 3}``. Idempotent: a chunk sent again after a lost reply is skipped."""
@@ -77,13 +84,17 @@ class Dispatcher(DispatcherCore):
     def lease(self, worker: str, max_n: int = 1, wait_s: float = 0.0, info: dict | None = None,
               kinds: list | None = None) -> list[dict]:
         """Long-poll for up to max_n tasks of the ``kinds`` named (None: any the worker offers); each comes with a
-        lease that the worker's heartbeats renew."""
+        lease that the worker's heartbeats renew.
+
+        An empty poll lasts half a lease at most, whatever the caller asks: the master hears from a worker when a
+        call starts, so an idle worker that polls again at once is heard well within a lease, and one killed while
+        it waits is not taken for alive when its poll ends."""
         max_n = max(1, min(int(max_n), 10_000))
         with self._cond:
             w = self._touch(worker, info)
             offered = kinds if isinstance(kinds, list) else w.info.get("kinds")
             wanted = {k for k in offered if isinstance(k, str)} if isinstance(offered, list) and offered else None
-            end = self._clock() + max(0.0, min(float(wait_s), MAX_WAIT))
+            end = self._clock() + max(0.0, min(float(wait_s), MAX_WAIT, self.lease_seconds / 2))
             while True:
                 now = self._clock()
                 self._expire(now)
@@ -93,7 +104,6 @@ class Dispatcher(DispatcherCore):
                 if out or now >= end:
                     return out
                 self._cond.wait(end - now)
-                self._registry.seen(w.id, self._clock())
 
     def heartbeat(self, worker: str, info: dict | None = None, keys: list | None = None) -> dict:
         """Feed the registry and renew the leases the worker names (the tasks it knows it holds).

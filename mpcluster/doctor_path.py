@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from multiprocessing import AuthenticationError, connection
 
 from .config import ConfigError, read_authkey
-from .protocol import Link, set_socket_timeouts
+from .protocol import Link, prove_key
 
 # The first bytes a manager sends (multiprocessing.connection's CHALLENGE, a private name from Python 3.13 on);
 # the wire format itself is the same in every version.
@@ -237,9 +237,7 @@ def check_key(facts: Facts, key_file: str, source: str, timeout: float) -> Check
     sock.setblocking(True)  # multiprocessing reads the raw fd: blocking, bounded by SO_RCVTIMEO instead
     conn = connection.Connection(sock.detach())
     try:
-        set_socket_timeouts(conn.fileno(), timeout)
-        connection.answer_challenge(conn, facts.key)  # we prove we hold the key...
-        connection.deliver_challenge(conn, facts.key)  # ...and the master proves it does too
+        prove_key(conn, facts.key, timeout)  # we prove we hold the key, and the master proves it does too
     except AuthenticationError:
         return Check("key", "FAIL", f"the master refused this machine's key ({key_file})",
                      "copy the master's key file here again (every node needs the same key), and after changing "

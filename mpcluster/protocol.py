@@ -35,7 +35,7 @@ import struct
 import threading
 import time
 from contextlib import contextmanager
-from multiprocessing import AuthenticationError
+from multiprocessing import AuthenticationError, connection
 from multiprocessing.managers import BaseManager, RemoteError
 
 TASK_QUEUE = "get_task_queue"
@@ -92,6 +92,14 @@ def set_socket_timeouts(fd: int, seconds: float) -> None:
     with _socket_of(fd) as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, tv)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, tv)
+
+
+def prove_key(conn: connection.Connection, authkey: bytes, timeout: float) -> None:
+    """The manager's handshake from the client's side, bounded by ``timeout``: we prove we hold the key, then the
+    server proves it does. Raises AuthenticationError (a key refused), or EOFError / OSError / TimeoutError."""
+    set_socket_timeouts(conn.fileno(), timeout)
+    connection.answer_challenge(conn, authkey)
+    connection.deliver_challenge(conn, authkey)
 
 
 def set_keepalive(fd: int, idle: int = 20, interval: int = 5, count: int = 3) -> None:

@@ -105,12 +105,6 @@ class Registry:
         w.last_seen = now
         return t
 
-    def seen(self, worker_id: str, now: float) -> None:
-        """A long-polling worker is alive while it waits."""
-        w = self._workers.get(worker_id)
-        if w is not None:
-            w.last_seen = now
-
     def silent(self, now: float, timeout: float) -> list[WorkerState]:
         """Mark workers not heard from for ``timeout`` seconds gone; return those newly marked."""
         out = []

@@ -22,7 +22,6 @@ from .runner import InHand, Key, Stopped, key_of
 log = logging.getLogger("mpcluster")
 
 TARGET_BATCH_SECONDS = 0.2  # lease about this much work per round trip
-LEASE_WAIT = 2.0  # a lease's long poll; a stopping worker's heartbeat ends it early
 #: A thread slot whose tasks take less than this on average runs them on its own thread: handing a task to a helper
 #: thread costs about 75 us (two thread switches; measured), more than a no-op task, and a task this short is over
 #: before a cancel or the end of the grace could make abandoning it worth anything.
@@ -39,6 +38,17 @@ class Holdings:
     def __init__(self) -> None:
         self._owner: dict[Key, Slot] = {}
         self._lock = threading.Lock()
+        self._called = float("-inf")  # when a slot last called the master (time.monotonic)
+
+    def calling(self) -> None:
+        """A slot is calling the master now: the master hears from this worker (its registry notes each call)."""
+        self._called = time.monotonic()
+
+    def idle_and_heard(self, within: float) -> bool:
+        """Nothing held, and a slot called the master less than ``within`` seconds ago: a heartbeat would renew no
+        lease and tell the master nothing it did not just hear, so an idle worker can skip it."""
+        with self._lock:
+            return not self._owner and time.monotonic() - self._called < within
 
     def add(self, keys: list[Key], owner: Slot) -> None:
         with self._lock:
@@ -144,7 +154,9 @@ class Slot:
         # ``kinds`` is left out when the slot takes every kind the worker offers (the master reads those from
         # ``info``), so that a master older than the kinds filter serves us too.
         extra = () if self.kinds is None else (self.kinds,)
-        got = self._call(link, "lease", self.w.id, self.batch, LEASE_WAIT, self.w.info(), *extra)
+        self.w.holdings.calling()
+        # An idle long poll: Heartbeat.poll_seconds; new tasks, and a stopping worker's heartbeat, end it early.
+        got = self._call(link, "lease", self.w.id, self.batch, self.w.heartbeat.poll_seconds, self.w.info(), *extra)
         tasks = [t for t in got or () if isinstance(t, dict)]
         self.w.holdings.add([key_of(t) for t in tasks], self)
         self.queue.extend(tasks)

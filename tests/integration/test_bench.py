@@ -69,7 +69,7 @@ def test_the_quick_bench_measures_every_section_and_counts_every_result(session_
     assert g["peak_rss_mb"] > 0 and len(g["workers"]) >= 2
 
     i = res["idle"]
-    assert i["workers"] == 3 and len(i["samples_percent"]) == 2 and i["mean_percent"] >= 0
+    assert i["workers"] == 3 and len(i["samples_percent"]) == 2 and i["mean_percent"] >= 0 and i["span_s"] > 0
 
     assert {v["met"] for v in res["targets"]} <= {True, False} and len(res["targets"]) == 6
     # nothing of the run is left behind

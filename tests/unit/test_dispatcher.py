@@ -312,3 +312,15 @@ def test_expired_leases_go_back_in_their_original_order(d, clock):
     assert d.expire() == 3
     # each went out alone (a worker died holding it), in the original order
     assert [t["id"] for _ in range(3) for t in d.lease("w2", 3)] == [0, 1, 2]
+
+
+def test_an_idle_long_poll_lasts_half_a_lease_at_most_and_counts_as_heard_when_it_starts():
+    import time
+
+    d = Dispatcher(lease_seconds=0.4, heartbeat_seconds=0.1)  # the real clock: this one waits
+    started = time.monotonic()
+    assert d.lease("w1", 1, wait_s=30) == []
+    assert 0.15 <= time.monotonic() - started < 5  # half the lease (0.2 s), not the 30 s asked for
+    [w] = d.status()["workers"]
+    # heard when the poll started: a worker killed during its poll must not look alive at the poll's end
+    assert w["last_heartbeat_s"] >= 0.15 and w["state"] == "alive"

@@ -256,6 +256,43 @@ def test_heartbeats_name_the_union_of_what_every_slot_holds():
     assert master.methods()[-1] == "goodbye"
 
 
+def idle_worker_beats(poll_seconds: float, idle_for: float = 2.5) -> int:
+    """Heartbeats an idle worker sent after its first, when the master's long polls last ``poll_seconds``, its
+    lease is 1 s and its heartbeat interval 0.5 s."""
+    master = ScriptedMaster(on={"lease": lambda link, args: master.stopping.wait(poll_seconds) and [],
+                                "heartbeat": lambda link, args: {"leases": 0, "lease_seconds": 1.0,
+                                                                  "heartbeat_seconds": 0.5}})
+    worker = worker_for(master)
+    th = start(worker)
+    master.await_(lambda: any(m == "lease" for m, _, _ in master.calls))
+    first = len(master.of("heartbeat"))
+    time.sleep(idle_for)  # the span observed: heartbeats are counted over it, not waited for
+    beats = len(master.of("heartbeat")) - first
+    stop(worker, th)
+    return beats
+
+
+def test_an_idle_worker_skips_heartbeats_while_its_long_polls_reach_the_master():
+    # polls every 0.2 s: the master hears from the worker five times a beat; 2.5 s would be five beats
+    assert idle_worker_beats(poll_seconds=0.2) <= 1
+
+
+def test_an_idle_worker_whose_slots_are_not_calling_still_beats():
+    # one poll that lasts the whole span: nothing else reaches the master, so the beats go on (about five)
+    assert idle_worker_beats(poll_seconds=30) >= 3
+
+
+@pytest.mark.parametrize(("lease", "poll"), [(10.0, 5.0), (3.0, 1.5), (60.0, 5.0)])
+def test_an_idle_long_poll_lasts_half_the_masters_lease_at_most_5_s(lease, poll):
+    master = ScriptedMaster(on={"heartbeat": lambda link, args: {"leases": 0, "lease_seconds": lease,
+                                                                  "heartbeat_seconds": 1.0}})
+    worker = worker_for(master)
+    th = start(worker)
+    master.await_(lambda: any(m == "lease" for m, _, _ in master.calls))
+    stop(worker, th)
+    assert {args[2] for args, _ in master.of("lease")} == {poll}  # the first heartbeat came before any lease
+
+
 def test_a_cancel_in_a_heartbeat_reply_stops_the_running_task_and_drops_the_queued_one():
     cancel = [["j", 1], ["j", 2]]
     leases = [[t("sleep", 1, {"seconds": 30}), t("square", 2, {"n": 5, "seconds": 0})],
