@@ -62,7 +62,7 @@ class Worker:
     what the master knows of a worker."""
 
     def __init__(self, new_link: Callable[[], Link], worker_id: str, *, threads: int = 1, processes: int = 0,
-                 batch_max: int = 500, stop_grace: float = 5.0, heartbeat_seconds: float = 2.0,
+                 batch_max: int = 1000, stop_grace: float = 5.0, heartbeat_seconds: float = 2.0,
                  tasks_dir: str = "tasks", task_modules: str | None = None):
         """``new_link`` makes an unopened link to the master (one per thread); ``heartbeat_seconds`` is only where
         it starts: the master's setting arrives with the first heartbeat reply."""
