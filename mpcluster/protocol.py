@@ -126,6 +126,9 @@ def peer_address(fd: int) -> str:
         return "?"
 
 
+FAST_RETRY_S = 3.0  # Link.open_with_retry: how long to retry every 0.2 s before backing off
+
+
 class Link:
     """One client's connection to a master: manager, proxies, call timeouts, reconnection with backoff.
 
@@ -173,13 +176,12 @@ class Link:
             self._prepare_thread()
 
     def open_with_retry(self, stop: threading.Event, role: str, deadline: float | None = None) -> bool:
-        """Keep trying with capped backoff (0.2 s doubling to 10 s), one log line per attempt window.
-
-        A master that is still starting (workers start next to it) answers within a few tries, so the first
-        line comes from the third failed attempt, about 0.6 s in; then one every 10 s.
+        """Keep trying: every 0.2 s for the first FAST_RETRY_S seconds (a master starting next to us answers
+        within them, and each tenth of a second counts in `make up`), then with backoff doubling to 10 s. The
+        first line comes when the quick tries run out, then one every 10 s.
         Returns False if ``stop`` was set or ``deadline`` (time.monotonic) passed; raises AuthFailed at once.
         """
-        delay, attempt, last_said = 0.2, 0, 0.0
+        started, delay, attempt, last_said = time.monotonic(), 0.2, 0, 0.0
         while not stop.is_set():
             attempt += 1
             try:
@@ -189,14 +191,15 @@ class Link:
                 return True
             except Unreachable as e:
                 now = time.monotonic()
-                if attempt == 3 or (attempt > 3 and now - last_said >= 10):
-                    log.warning("%s: cannot reach master at %s (%s); retrying (attempt %d, next in %.1f s)",
-                                role, self.where, e, attempt, delay)
-                    last_said = now
+                if now - started >= FAST_RETRY_S:
+                    delay = min(delay * 2, 10.0)
+                    if not last_said or now - last_said >= 10:
+                        log.warning("%s: cannot reach master at %s (%s); retrying (attempt %d, next in %.1f s)",
+                                    role, self.where, e, attempt, delay)
+                        last_said = now
             if deadline is not None and time.monotonic() + delay > deadline:
                 return False
             stop.wait(delay)
-            delay = min(delay * 2, 10.0)
         return False
 
     def close(self) -> None:
