@@ -148,7 +148,7 @@ class MasterServer(Server):
             conn.close()
 
     def _serve_request(self, c, request) -> None:
-        """What Server._handle_request does after the challenge (kept equivalent to the stdlib's)."""
+        """What Server._handle_request does after the challenge, but for one stdlib race (see accept_connection)."""
         try:
             ignore, funcname, args, kwds = request
             assert funcname in self.public, f"{funcname!r} unrecognized"
@@ -161,6 +161,11 @@ class MasterServer(Server):
             except Exception:
                 msg = ("#TRACEBACK", format_exc())
             else:
+                if funcname == "accept_connection":
+                    # It answered for itself and served the connection until the server stopped. The stdlib sends
+                    # ('#RETURN', None) here, which the client reads as the answer to its next call (a stopping
+                    # master answered a job's `results` with None); closing the connection says "gone" instead.
+                    return
                 msg = ("#RETURN", result)
         try:
             c.send(msg)
