@@ -5,7 +5,8 @@
 Sections (issue 8): throughput (the lesson's one-item-per-round-trip loop and mpcluster, no-op tasks, 1 and 4
 workers), scaling (240 x 0.25 s sleep tasks on 1, 2, 4, 8 workers), compute (primes and sleep: threads, processes,
 replicas), startup (`make up` until the demo's first result and until it is done), large (1,000,000 no-op tasks
-on 4 workers: time and the master's peak RSS), idle (the master's CPU with 20 idle workers). A tool, not a test:
+on 4 workers: time and the master's peak RSS), idle (the master's CPU with 20 idle workers), page (issue 9:
+throughput with the status page's requests, and with a browser showing it). A tool, not a test:
 it asserts nothing about speed. It prints a table and writes DIR/results.json and DIR/results.png (default DIR:
 bench/). --quick is a smoke run of every section with tiny sizes.
 
@@ -33,19 +34,19 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "bench"
 DRIVE = (BENCH / "drive.py").read_text()
-SECTIONS = ("throughput", "scaling", "compute", "startup", "large", "idle")
+SECTIONS = ("throughput", "scaling", "compute", "startup", "large", "idle", "page")
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 
 FULL = {"lesson_tasks": 20_000, "mpc_tasks": 200_000, "scaling_tasks": 240, "scaling_seconds": 0.25,
         "scaling_workers": [1, 2, 4, 8], "primes_tasks": 40, "primes_n": 10_000_000, "sleep_tasks": 40,
         "sleep_seconds": 0.2, "startup_runs": 3, "startup_workers": 3, "demo_tasks": 10, "large_tasks": 1_000_000,
-        "idle_workers": 20, "idle_samples": 10, "idle_settle": 10.0}
+        "idle_workers": 20, "idle_samples": 10, "idle_settle": 10.0, "page_tasks": 50_000, "page_rounds": 6}
 QUICK = {"lesson_tasks": 300, "mpc_tasks": 2_000, "scaling_tasks": 8, "scaling_seconds": 0.05,
          "scaling_workers": [1, 2], "primes_tasks": 4, "primes_n": 200_000, "sleep_tasks": 8, "sleep_seconds": 0.05,
          "startup_runs": 1, "startup_workers": 3, "demo_tasks": 3, "large_tasks": 5_000, "idle_workers": 3,
-         "idle_samples": 2, "idle_settle": 1.0}
+         "idle_samples": 2, "idle_settle": 1.0, "page_tasks": 1_000, "page_rounds": 1}
 TARGETS = {"throughput_ratio": 10.0, "scaling_efficiency": 0.95, "startup_seconds": 6.0, "large_rss_mb": 400.0,
-           "idle_cpu_percent": 1.0}
+           "idle_cpu_percent": 1.0, "page_slowdown_percent": 5.0}
 
 
 def say(line: str) -> None:
@@ -304,6 +305,88 @@ def idle(p: Projects, s: dict) -> dict:
     return out
 
 
+CHROMIUM = "/usr/bin/chromium"  # Debian's; Playwright cannot download its own browser here
+
+
+class Poller:
+    """What an open status page asks of the master: GET /api/status once a second, from a thread."""
+
+    def __init__(self, url: str):
+        import threading
+
+        self.url, self.stop, self.calls = url, threading.Event(), 0
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        import urllib.request
+
+        while not self.stop.wait(1.0):
+            with urllib.request.urlopen(self.url + "api/status", timeout=5) as r:
+                r.read()
+            self.calls += 1
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop.set()
+        self.thread.join(10)
+
+
+def page(p: Projects, s: dict) -> dict:
+    """No-op jobs on 4 workers, in rounds: with nothing watching, with the page's own requests (as from a browser
+    on another machine), and with a headless chromium on this machine showing the page (when there is one)."""
+    c = Cluster(p, "page")
+    runs: dict[str, list] = {"none": [], "requests": [], "browser": []}
+    out = {"tasks": s["page_tasks"], "rounds": s["page_rounds"], "runs": runs, "browser_skipped": None}
+    browser = None
+    try:
+        c.up(4)
+        port = p.compose(c.project, c.FILES, "port", "master", "8080").stdout.strip().rsplit(":", 1)[1]
+        url = f"http://127.0.0.1:{port}/"
+        try:
+            from playwright.sync_api import sync_playwright
+
+            if not os.path.exists(CHROMIUM):
+                raise FileNotFoundError(f"{CHROMIUM} is not installed (apt-get install chromium)")
+            pw = sync_playwright().start()
+            browser = (pw, pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"]))
+        except Exception as e:  # noqa: BLE001 - no browser: the browser rounds are skipped, and say why
+            out["browser_skipped"] = f"{type(e).__name__}: {e}"[:200]
+        cases = ["none", "requests", *(["browser"] if browser is not None else [])]
+        for r in range(s["page_rounds"]):
+            # Each round turns the order once more: rates drift down as the journal fills with finished jobs,
+            # and a fixed order would lay that drift on whatever case comes last.
+            for case in cases[r % len(cases):] + cases[:r % len(cases)]:
+                if case == "none":
+                    runs["none"].append(c.job("square", s["page_tasks"]))
+                elif case == "requests":
+                    with Poller(url) as poller:
+                        runs["requests"].append({**c.job("square", s["page_tasks"]), "page_calls": poller.calls})
+                else:
+                    tab = browser[1].new_page()
+                    tab.goto(url)
+                    tab.wait_for_selector("#conn[data-state=live]", timeout=30_000)
+                    runs["browser"].append(c.job("square", s["page_tasks"]))
+                    tab.close()
+    finally:
+        if browser is not None:
+            browser[1].close()
+            browser[0].stop()
+        c.down()
+    for case, jobs in runs.items():
+        if jobs:
+            out[f"{case}_median_rate"] = round(statistics.median(j["rate"] for j in jobs))
+    for case in ("requests", "browser"):
+        if runs[case]:
+            out[f"{case}_slowdown_percent"] = round(100 * (1 - out[f"{case}_median_rate"] / out["none_median_rate"]), 1)
+    say(f"  page: none {out['none_median_rate']:,}/s, its requests {out['requests_median_rate']:,}/s "
+        f"({out['requests_slowdown_percent']}% slower)" + (f", a browser {out['browser_median_rate']:,}/s "
+        f"({out['browser_slowdown_percent']}% slower)" if runs["browser"] else f"; browser: {out['browser_skipped']}"))
+    return out
+
+
 # ---- the machine, the table, the plot ----------------------------------------------------------------------------
 
 def machine(env: dict, tag: str) -> dict:
@@ -367,6 +450,12 @@ def verdicts(res: dict) -> list[dict]:
                      "figure": f"{i['mean_percent']}% over {i['span_s']} s (docker stats samples: mean "
                                f"{i['samples_mean_percent']}%, max {i['max_percent']}%)",
                      "met": i["mean_percent"] < TARGETS["idle_cpu_percent"]})
+    if "page" in res:
+        g = res["page"]
+        seen = f", a browser on this machine {g['browser_slowdown_percent']}%" if "browser_slowdown_percent" in g else ""
+        rows.append({"target": "page (issue 9): throughput within 5% with the page's requests (the master's part)",
+                     "figure": f"its requests {g['requests_slowdown_percent']}% slower{seen} (median of {g['rounds']})",
+                     "met": g["requests_slowdown_percent"] <= TARGETS["page_slowdown_percent"]})
     return rows
 
 
@@ -419,8 +508,14 @@ def table(res: dict) -> str:
     if "idle" in res:
         i = res["idle"]
         row("idle", f"master CPU, {i['workers']} idle workers", 0, 0.0, f"{i['mean_percent']}% CPU")
+    if "page" in res:
+        g = res["page"]
+        for case, label in (("none", "no page"), ("requests", "the page's requests"), ("browser", "a browser here")):
+            if g["runs"][case]:
+                row("page", f"{label}, 4 workers (median of {g['rounds']})", g["tasks"],
+                    statistics.median(j["seconds"] for j in g["runs"][case]), f"{g[case + '_median_rate']:,} tasks/s")
     lines.append("")
-    lines.append("targets (issue 8):")
+    lines.append("targets (issues 8 and 9):")
     for v in res["targets"]:
         lines.append(f"  [{'met' if v['met'] else 'NOT met'}] {v['target']}: {v['figure']}")
     return "\n".join(lines)
@@ -432,7 +527,7 @@ def plot(res: dict, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(2, 3, figsize=(15, 8.5))
+    fig, axes = plt.subplots(2, 4, figsize=(20, 8.5))
     ax = axes[0][0]
     if "throughput" in res:
         t = res["throughput"]
@@ -502,6 +597,15 @@ def plot(res: dict, path: Path) -> None:
         ax.set_ylabel("master CPU %")
         ax.set_title(f"idle: master CPU, {i['workers']} idle workers (mean {i['mean_percent']}%)")
         ax.legend()
+    ax = axes[0][3]
+    if "page" in res:
+        g = res["page"]
+        cases = [(c, lbl) for c, lbl in (("none", "no page"), ("requests", "its requests"), ("browser", "a browser\nhere"))
+                 if g["runs"][c]]
+        ax.bar([lbl for _, lbl in cases], [g[c + "_median_rate"] for c, _ in cases], color="tab:cyan")
+        ax.set_ylabel("no-op tasks / s (median)")
+        ax.set_title("status page open vs not (4 workers)")
+    axes[1][3].axis("off")
     m = res["machine"]
     fig.suptitle(f"mpcluster bench{' (QUICK: smoke sizes)' if res['quick'] else ''} - {m['cpu']}, {m['cores']} cores, "
                  f"Docker {m['docker']}, Python {m['python_containers']} - {res['finished'][:16]}")

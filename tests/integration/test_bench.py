@@ -17,7 +17,7 @@ from tests.support import ROOT
 
 pytestmark = pytest.mark.docker
 
-SECTIONS = ("throughput", "scaling", "compute", "startup", "large", "idle")
+SECTIONS = ("throughput", "scaling", "compute", "startup", "large", "idle", "page")
 
 
 def test_the_quick_bench_measures_every_section_and_counts_every_result(session_env, tmp_path):
@@ -71,7 +71,16 @@ def test_the_quick_bench_measures_every_section_and_counts_every_result(session_
     i = res["idle"]
     assert i["workers"] == 3 and len(i["samples_percent"]) == 2 and i["mean_percent"] >= 0 and i["span_s"] > 0
 
-    assert {v["met"] for v in res["targets"]} <= {True, False} and len(res["targets"]) == 6
+    g = res["page"]
+    browser = os.path.exists("/usr/bin/chromium") or os.environ.get("CI") == "true"  # .ci/run installs it
+    for case in ("none", "requests", *(("browser",) if browser else ())):
+        assert len(g["runs"][case]) == g["rounds"] == 1, (case, g)
+        for job in g["runs"][case]:
+            complete(job)
+    assert "requests_slowdown_percent" in g
+    assert (g["browser_skipped"] is None and "browser_slowdown_percent" in g) if browser else g["browser_skipped"]
+
+    assert {v["met"] for v in res["targets"]} <= {True, False} and len(res["targets"]) == 7
     # nothing of the run is left behind
     left = subprocess.run(["docker", "compose", "ls", "-a", "--format", "json"], capture_output=True, text=True)
     assert not [p["Name"] for p in json.loads(left.stdout or "[]") if p["Name"].startswith(f"mpcbench-{res['run_id']}-")]
