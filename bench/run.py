@@ -306,6 +306,7 @@ def idle(p: Projects, s: dict) -> dict:
 
 
 CHROMIUM = "/usr/bin/chromium"  # Debian's; Playwright cannot download its own browser here
+PAGE_CASES = {"none": "no page", "requests": "the page's requests", "browser": "a browser here"}  # page(): its cases
 
 
 class Poller:
@@ -354,7 +355,7 @@ def page(p: Projects, s: dict) -> dict:
             browser = (pw, pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"]))
         except Exception as e:  # noqa: BLE001 - no browser: the browser rounds are skipped, and say why
             out["browser_skipped"] = f"{type(e).__name__}: {e}"[:200]
-        cases = ["none", "requests", *(["browser"] if browser is not None else [])]
+        cases = [c for c in PAGE_CASES if c != "browser" or browser is not None]
         for r in range(s["page_rounds"]):
             # Each round turns the order once more: rates drift down as the journal fills with finished jobs,
             # and a fixed order would lay that drift on whatever case comes last.
@@ -510,7 +511,7 @@ def table(res: dict) -> str:
         row("idle", f"master CPU, {i['workers']} idle workers", 0, 0.0, f"{i['mean_percent']}% CPU")
     if "page" in res:
         g = res["page"]
-        for case, label in (("none", "no page"), ("requests", "the page's requests"), ("browser", "a browser here")):
+        for case, label in PAGE_CASES.items():
             if g["runs"][case]:
                 row("page", f"{label}, 4 workers (median of {g['rounds']})", g["tasks"],
                     statistics.median(j["seconds"] for j in g["runs"][case]), f"{g[case + '_median_rate']:,} tasks/s")
@@ -600,8 +601,7 @@ def plot(res: dict, path: Path) -> None:
     ax = axes[0][3]
     if "page" in res:
         g = res["page"]
-        cases = [(c, lbl) for c, lbl in (("none", "no page"), ("requests", "its requests"), ("browser", "a browser\nhere"))
-                 if g["runs"][c]]
+        cases = [(c, lbl.replace(" ", "\n", 1)) for c, lbl in PAGE_CASES.items() if g["runs"][c]]
         ax.bar([lbl for _, lbl in cases], [g[c + "_median_rate"] for c, _ in cases], color="tab:cyan")
         ax.set_ylabel("no-op tasks / s (median)")
         ax.set_title("status page open vs not (4 workers)")

@@ -24,8 +24,8 @@ class Heartbeat:
 
     @property
     def poll_seconds(self) -> float:
-        """How long a slot's idle long poll lasts: half a lease (at most 5 s). The master hears from an idle worker
-        when a poll starts and when it ends, so that is often enough to keep it alive without heartbeats."""
+        """How long a slot's idle long poll lasts: half a lease (at most 5 s). The master hears from a worker when
+        a call starts, and an idle slot polls again at once, so that keeps an idle worker alive without heartbeats."""
         return max(0.5, min(5.0, self.lease_seconds / 2))
 
     def start(self) -> None:

@@ -14,6 +14,7 @@ import threading
 import uuid
 from multiprocessing import AuthenticationError, connection
 from multiprocessing.managers import BaseManager
+from pathlib import Path
 
 from .classic import ClassicBridge, NotifyingQueue
 from .config import ConfigError, MasterSettings, read_authkey
@@ -127,9 +128,7 @@ def stamp_health(path: str, port: int, key: bytes, dispatcher: Dispatcher, stop:
         if why is None:
             said = False
             try:
-                with open(path, "a"):
-                    pass
-                os.utime(path)
+                Path(path).touch()
             except OSError as e:
                 log.warning("health: cannot write %s (%s)", path, e)
         elif not said:
