@@ -25,8 +25,8 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 from .config import ClientSettings, parse_address, read_authkey
-from .jobs import DEFAULT_MAX_ATTEMPTS
-from .protocol import AuthFailed, Link, Unreachable
+from .link import Link
+from .protocol import DEFAULT_MAX_ATTEMPTS, AuthFailed, Unreachable
 
 log = logging.getLogger("mpcluster")
 

@@ -24,15 +24,11 @@ import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from .protocol import ID_RULE, valid_id
+from .protocol import ID_RULE, MAX_RESULT_BYTES, MAX_TRACEBACK_CHARS, valid_id
 
 MAX_SECONDS = 3600.0  # simulated work per task; anything longer is a mistake, not a job
 MAX_PRIMES_N = 10_000_000  # a sieve this size takes about a second of CPU in pure Python
 MAX_SQUARE_N = 10**18
-#: A result's JSON text at most this long (it is journaled and travels to the client).
-MAX_RESULT_BYTES = 1 << 20
-#: How much of a failed task's traceback travels back.
-MAX_TRACEBACK_CHARS = 4000
 
 
 class TaskError(Exception):

@@ -1,55 +1,19 @@
-"""The wire protocol: the lesson's manager typeids plus one for the mpcluster dispatcher, and the client-side
-link that connects to a master, detects a plain classic master, and rebuilds itself after the master goes away.
-
-Records on the wire are plain dicts, lists, strs and numbers, so any Python >= 3.8 on either end can read them.
-The dispatcher's calls a worker makes (each a method on the ``get_dispatcher`` proxy):
-
-``lease(worker, max_n, wait_s, info, kinds)`` -> [task, ...]
-    Long-poll up to ``wait_s`` for up to ``max_n`` tasks of the ``kinds`` named (None: any kind). A task:
-    ``{"job": str, "id": int, "kind": str, "args": str (a JSON object's text), "timeout": float | None,
-    "attempt": int}`` (``attempt`` counts from 1; ``timeout`` is the job's per-task time limit in seconds).
-``heartbeat(worker, info, keys)`` -> ``{"leases": int, "lease_seconds": float, "heartbeat_seconds": float,
-    "cancel": [[job, id], ...]}``
-    Renews the leases named in ``keys`` ([[job, id], ...]: the tasks the worker knows it holds, done or not, until
-    acknowledged or handed back) and no others. ``cancel`` lists named keys whose job was cancelled: stop them
-    and drop their results. The worker heartbeats every ``heartbeat_seconds`` (the master's setting).
-``ack(worker, [result, ...])`` -> ``{"accepted": int, "dropped": int}``
-    A result: ``{"job": str, "id": int, "ok": bool, "value": JSON value (ok), "error": {"type": str,
-    "message": str, "traceback": str} (not ok), "elapsed": float, "ip": str}``.
-``release(worker, [[job, id], ...])`` -> int: hand back tasks not started (a stopping worker).
-``goodbye(worker)`` -> int: leaving; hands back whatever is still leased to it.
-
-``info`` is what the worker says about itself: ``{"session": str (one per process), "state": "alive" |
-"stopping", "ip", "host", "pid", "python", "version", "mode", "threads": int, "processes": int,
-"kinds": [str, ...], "batch": int}``. A heartbeat with ``"state": "stopping"`` also ends the worker's long
-polls at once.
+"""The client side of a connection to a master (a worker's, a client's, the doctor's): the manager with the
+lesson's two typeids and the dispatcher's, call timeouts, detecting a plain classic master, and rebuilding the
+whole connection after the master goes away.
 """
 
 from __future__ import annotations
 
 import logging
-import os
-import re
 import socket
-import struct
 import threading
 import time
-from contextlib import contextmanager
-from multiprocessing import AuthenticationError, connection
+from multiprocessing import AuthenticationError
 from multiprocessing.managers import BaseManager, RemoteError
 
-TASK_QUEUE = "get_task_queue"
-RESULT_QUEUE = "get_result_queue"
-DISPATCHER = "get_dispatcher"
-CLASSIC_JOB = "classic"  # job name of tasks drained from the lesson's task queue
-
-# One rule for every name that travels: job ids and worker ids (a hostname, or hostname-pid outside a container).
-ID_RULE = "1-128 letters, digits, '.', '_' or '-'"
-_ID_RE = re.compile(r"[A-Za-z0-9_.\-]{1,128}")
-
-
-def valid_id(value: object) -> bool:
-    return isinstance(value, str) and _ID_RE.fullmatch(value) is not None
+from .protocol import DISPATCHER, RESULT_QUEUE, TASK_QUEUE, AuthFailed, Unreachable
+from .sockets import local_ip, set_keepalive, set_socket_timeouts
 
 log = logging.getLogger("mpcluster")
 
@@ -61,69 +25,6 @@ class ClusterManager(BaseManager):
 ClusterManager.register(TASK_QUEUE)
 ClusterManager.register(RESULT_QUEUE)
 ClusterManager.register(DISPATCHER)
-
-
-class AuthFailed(Exception):
-    """The master refused our key (or we refused its): not worth retrying."""
-
-
-class Unreachable(Exception):
-    """The master could not be reached or went away; the link can be reopened."""
-
-
-@contextmanager
-def _socket_of(fd: int):
-    """A socket object over a Connection's fd (a dup, so closing it leaves the Connection alone)."""
-    sock = socket.socket(fileno=os.dup(fd))
-    try:
-        yield sock
-    finally:
-        sock.close()
-
-
-def set_socket_timeouts(fd: int, seconds: float) -> None:
-    """Bound blocking reads/writes on a Connection's fd (0 = block forever), keeping it in blocking mode.
-
-    multiprocessing.connection reads with os.read on the raw fd, so socket.settimeout (non-blocking mode) would
-    break it; SO_RCVTIMEO/SO_SNDTIMEO make a stuck read fail with EAGAIN instead.
-    """
-    whole = int(seconds)
-    tv = struct.pack("ll", whole, int((seconds - whole) * 1e6))
-    with _socket_of(fd) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, tv)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, tv)
-
-
-def prove_key(conn: connection.Connection, authkey: bytes, timeout: float) -> None:
-    """The manager's handshake from the client's side, bounded by ``timeout``: we prove we hold the key, then the
-    server proves it does. Raises AuthenticationError (a key refused), or EOFError / OSError / TimeoutError."""
-    set_socket_timeouts(conn.fileno(), timeout)
-    connection.answer_challenge(conn, authkey)
-    connection.deliver_challenge(conn, authkey)
-
-
-def set_keepalive(fd: int, idle: int = 20, interval: int = 5, count: int = 3) -> None:
-    """Let the kernel notice a peer that vanished without closing (cable cut, SIGKILLed host)."""
-    with _socket_of(fd) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
-        for opt, value in (("TCP_KEEPIDLE", idle), ("TCP_KEEPINTVL", interval), ("TCP_KEEPCNT", count)):
-            if hasattr(socket, opt):
-                sock.setsockopt(socket.IPPROTO_TCP, getattr(socket, opt), value)
-
-
-def local_ip(fd: int) -> str:
-    with _socket_of(fd) as sock:
-        return sock.getsockname()[0]
-
-
-def peer_address(fd: int) -> str:
-    """host:port of the other end, or "?" if it is already gone."""
-    try:
-        with _socket_of(fd) as sock:
-            host, port = sock.getpeername()[:2]
-        return f"{host}:{port}"
-    except OSError:
-        return "?"
 
 
 FAST_RETRY_S = 3.0  # Link.open_with_retry: how long to retry every 0.2 s before backing off

@@ -107,7 +107,7 @@ def run_mpc(*args: str, env: dict | None = None, timeout: float = 120) -> subpro
 def link_to(port: int, key_file, host: str = "127.0.0.1"):
     """An open client link to a master, for tests that speak the protocol themselves (e.g. to send a bad job)."""
     from mpcluster.config import read_authkey
-    from mpcluster.protocol import Link
+    from mpcluster.link import Link
 
     link = Link(host, port, read_authkey(str(key_file)))
     link.open()

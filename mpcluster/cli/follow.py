@@ -13,9 +13,10 @@ import time
 from array import array
 from collections.abc import Iterable, Iterator
 
-from . import tasks as kinds
-from .api import Client, Job
-from .protocol import AuthFailed, Link, Unreachable
+from .. import kinds
+from ..client import Client, Job
+from ..link import Link
+from ..protocol import AuthFailed, Unreachable
 from .view import Progress, render_status, report
 
 PRINT_EACH_UP_TO = 200  # larger jobs show a progress line instead of a line per result

@@ -12,10 +12,9 @@ import random
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-from . import tasks as kinds
-from .config import ConfigError, parse_float, parse_int
-from .jobs import MAX_ARGS_BYTES, MAX_TASKS_PER_JOB
-from .protocol import ID_RULE, valid_id
+from .. import kinds
+from ..config import ConfigError, parse_float, parse_int
+from ..protocol import ID_RULE, MAX_ARGS_BYTES, MAX_TASKS_PER_JOB, valid_id
 
 
 @dataclass

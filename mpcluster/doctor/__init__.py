@@ -22,11 +22,10 @@ from __future__ import annotations
 import platform
 import socket
 
-from . import __version__
-from .config import parse_address, parse_float
-from .doctor_host import check_exposure
-from .doctor_master import check_clock, check_service, check_versions
-from .doctor_path import (
+from ..config import parse_address, parse_float
+from ..version import __version__
+from .host import check_exposure
+from .path import (
     CHECKS,
     Check,
     Facts,
@@ -35,6 +34,7 @@ from .doctor_path import (
     check_key,
     check_name,
 )
+from .service import check_clock, check_service, check_versions
 
 
 def add_arguments(p) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import socket
 
-from .doctor_path import Check, in_master_container, is_loopback
+from .path import Check, in_master_container, is_loopback
 
 
 def listeners(port: int, tables: dict[str, str]) -> list[str]:

@@ -12,8 +12,9 @@ import time
 from dataclasses import dataclass, field
 from multiprocessing import AuthenticationError, connection
 
-from .config import ConfigError, read_authkey
-from .protocol import Link, prove_key
+from ..config import ConfigError, read_authkey
+from ..link import Link
+from ..sockets import prove_key
 
 # The first bytes a manager sends (multiprocessing.connection's CHALLENGE, a private name from Python 3.13 on);
 # the wire format itself is the same in every version.

@@ -7,9 +7,10 @@ import platform
 import time
 from multiprocessing.managers import RemoteError
 
-from . import __version__
-from .doctor_path import MAX_CLOCK_OFFSET, Check, Facts, _bounded
-from .protocol import DISPATCHER, RESULT_QUEUE, TASK_QUEUE, AuthFailed, Link, Unreachable
+from ..link import Link
+from ..protocol import DISPATCHER, RESULT_QUEUE, TASK_QUEUE, AuthFailed, Unreachable
+from ..version import __version__
+from .path import MAX_CLOCK_OFFSET, Check, Facts, _bounded
 
 
 def check_service(host: str, port: int, facts: Facts, timeout: float) -> Check:

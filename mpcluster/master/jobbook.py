@@ -6,34 +6,34 @@ No lock and no clock of its own: the dispatcher holds the lock and passes ``now`
 
 from __future__ import annotations
 
-from .jobs import (
-    KEEP_FINISHED_JOBS,
-    KEEP_FINISHED_SECONDS,
-    MAX_HELD_TASKS,
-    AckPlan,
-    Chunk,
-    Job,
-    JobState,
-    Key,
-    record_json,
-    result_record,
-)
-from .protocol import CLASSIC_JOB
+from ..protocol import Key
+from .jobs import JobState, JobStatus
+from .leases import LeaseTable
+from .records import AckPlan
+from .submission import Chunk
+
+#: Tasks the journal holds for running and finished jobs together (about 200 bytes each on disk).
+MAX_HELD_TASKS = 3_000_000
+#: Finished jobs kept at most (oldest forgotten first) ...
+KEEP_FINISHED_JOBS = 50
+#: ... but a finished job stays readable at least this long, whatever the bounds say: its client may be reading.
+KEEP_FINISHED_SECONDS = 60.0
 
 
 class JobBook:
     """Every job the master holds, and which of them have tasks waiting (oldest job first)."""
 
     def __init__(self, max_held: int = MAX_HELD_TASKS) -> None:
-        self.jobs: dict[str, Job] = {}
-        self.runnable: dict[str, Job] = {}  # running jobs that may have tasks to lease, in submission order
+        self.jobs: dict[str, JobState] = {}
+        self.runnable: dict[str, JobState] = {}  # running jobs that may have tasks to lease, in submission order
         self.max_held = max_held
 
-    def get(self, job_id: object) -> Job | None:
+    def get(self, job_id: object) -> JobState | None:
         return self.jobs.get(job_id) if isinstance(job_id, str) else None
 
-    def pending(self) -> int:
-        return sum(j.pending for j in self.runnable.values())
+    def pending(self, leases: LeaseTable) -> int:
+        """Tasks waiting to be leased, over every running job."""
+        return sum(j.pending(leases.of_job(j.id)) for j in self.runnable.values())
 
     def held(self) -> int:
         return sum(j.added for j in self.jobs.values())
@@ -46,22 +46,37 @@ class JobBook:
                 f"the master already holds {held} tasks of running or just-finished jobs; with these {incoming} it "
                 f"would exceed {self.max_held}: wait for jobs to finish or submit fewer tasks")
 
-    def open(self, c: Chunk, now: float) -> Job:
-        job = self.jobs[c.job_id] = Job(c.job_id, c.kind, now, c.task_timeout, c.max_attempts)
+    def open(self, c: Chunk, now: float) -> JobState:
+        job = self.jobs[c.job_id] = JobState(c.job_id, c.kind, now, c.task_timeout, c.max_attempts)
         self.runnable[job.id] = job
         return job
 
-    def extend(self, job: Job, n: int, closed: bool, now: float) -> None:
+    def fresh_of(self, job: JobState, c: Chunk) -> list[str]:
+        """The tasks of a chunk that the job does not have yet (a chunk sent again after a lost reply adds only
+        what is new); ValueError with one clear line if the job takes no more, or the chunk does not fit."""
+        if job.status is JobStatus.CANCELLED:
+            raise ValueError(f"job {c.job_id} was cancelled: it takes no more tasks")
+        if job.closed and c.first + len(c.args) > job.added:
+            raise ValueError(f"job {c.job_id} is closed (its last chunk arrived): it takes no more tasks")
+        if c.first > job.added:
+            raise ValueError(f"job {c.job_id} has {job.added} tasks; a chunk must start there, not at {c.first}")
+        return c.args[job.added - c.first:]
+
+    def is_cancelled(self, job_id: str) -> bool:
+        job = self.jobs.get(job_id)
+        return job is not None and job.status is JobStatus.CANCELLED
+
+    def extend(self, job: JobState, n: int, closed: bool, now: float) -> None:
         """Tasks of a chunk the journal now holds; a closed job with every result in is done."""
         job.grow(n)
         job.closed = job.closed or closed
-        if job.complete and job.state is JobState.RUNNING:
-            job.state, job.finished = JobState.DONE, now
+        if job.complete and job.status is JobStatus.RUNNING:
+            job.status, job.finished = JobStatus.DONE, now
             self.runnable.pop(job.id, None)
 
-    def take(self, n: int, kinds: set[str] | None) -> list[tuple[Job, int]]:
+    def take(self, n: int, kinds: set[str] | None) -> list[tuple[JobState, int]]:
         """Up to n tasks to lease, requeued ones first, from the oldest job whose kind is wanted."""
-        out: list[tuple[Job, int]] = []
+        out: list[tuple[JobState, int]] = []
         for job in list(self.runnable.values()):
             if len(out) >= n:
                 break
@@ -89,15 +104,19 @@ class JobBook:
                 out.append((job, i))
                 i += 1
             job.next_fresh = i
-        for job, _ in out:
-            job.leased += 1
         return out
 
-    def lease_ended(self, key: Key) -> Job | None:
-        job = self.jobs.get(key[0])
-        if job is not None:
-            job.leased -= 1
-        return job
+    def tasks_of(self, taken: list[tuple[JobState, int]], journal) -> list[dict]:
+        """The tasks ``take`` chose, as they travel to a worker (their arguments read from the journal)."""
+        by_job: dict[str, list[int]] = {}
+        for job, i in taken:
+            by_job.setdefault(job.id, []).append(i)
+        out = []
+        for job_id, ids in by_job.items():
+            job, args = self.jobs[job_id], journal.task_args(job_id, ids)
+            out += [{"job": job_id, "id": i, "kind": job.kind, "args": args[i], "timeout": job.task_timeout,
+                     "attempt": job.attempts[i] + 1} for i in ids]
+        return out
 
     def requeue(self, ended: list[tuple[Key, str]], redelivery: bool) -> tuple[dict[str, dict], list]:
         """Tasks whose lease ended unacknowledged ((key, holder), in grant order) go back to the front of their
@@ -107,8 +126,8 @@ class JobBook:
         changed job counters (for the journal) and the poisoned (job, task id, holder, attempts)."""
         counters, poisoned, again = {}, [], {}
         for key, holder in ended:
-            job = self.lease_ended(key)
-            if job is None or job.state is not JobState.RUNNING or job.done[key[1]]:
+            job = self.jobs.get(key[0])
+            if job is None or job.status is not JobStatus.RUNNING or job.done[key[1]]:
                 continue
             i = key[1]
             if redelivery:
@@ -128,40 +147,6 @@ class JobBook:
             self.jobs[job_id].retry.extendleft(reversed(ids))
         return counters, poisoned
 
-    def plan_ack(self, results: list[dict], worker: str, ip: str, now: float) -> AckPlan:
-        """Sort one ack's results into fresh ones (as records), duplicates, classic ones and dropped ones, with the
-        journal rows and counters that record them, changing nothing: the journal is written before ``apply``."""
-        plan, taken, last = AckPlan(), set(), None
-        for r in results:
-            job_id, i = r.get("job"), r.get("id")
-            if job_id == CLASSIC_JOB and isinstance(i, int):
-                plan.classic.append(r)
-                continue
-            job = last if last is not None and last.id == job_id else self.get(job_id)  # an ack is mostly one job
-            last = job
-            if job is None or isinstance(i, bool) or not isinstance(i, int) or not 0 <= i < job.added \
-                    or job.state is JobState.CANCELLED:
-                plan.dropped += 1  # not a task of ours, or of a job forgotten or cancelled since
-            elif job.done[i] or (job_id, i) in taken:
-                plan.dupes.append((job, worker))
-            else:
-                taken.add((job_id, i))
-                plan.fresh.append((job, result_record(i, worker, ip, r, job.attempts[i] + 1)))
-        _rows(plan, now)
-        return plan
-
-    def plan_poisoned(self, poisoned: list, now: float) -> AckPlan:
-        """Error results for poisoned tasks, recorded like any other result."""
-        plan = AckPlan()
-        for job, i, holder, attempts in poisoned:
-            error = {"type": "PoisonTask", "message": f"its worker died or was cut off {attempts} times while running "
-                     f"it (max attempts {job.max_attempts}): given up", "traceback": ""}
-            plan.fresh.append((job, result_record(i, holder, "", {"ok": False, "error": error}, attempts)))
-            c = plan.counters.setdefault(job.id, {})
-            c["poisoned"] = c.get("poisoned", job.poisoned) + 1
-        _rows(plan, now)
-        return plan
-
     def apply(self, plan: AckPlan, now: float) -> None:
         for job, rec in plan.fresh:
             job.done[rec["id"]] = 1
@@ -178,26 +163,30 @@ class JobBook:
         for job_id, values in plan.counters.items():
             job = self.jobs[job_id]
             job.poisoned = values.get("poisoned", job.poisoned)
-            if job.complete and job.state is JobState.RUNNING:
-                job.state, job.finished = JobState.DONE, now
+            if job.complete and job.status is JobStatus.RUNNING:
+                job.status, job.finished = JobStatus.DONE, now
                 self.runnable.pop(job_id, None)
 
-    def cancel(self, job: Job, now: float) -> dict:
+    def cancel(self, job: JobState, now: float) -> dict:
         """Drop a running job's waiting tasks; returns the journal's counters. Leased ones are told to stop."""
-        job.state, job.finished = JobState.CANCELLED, now
+        job.status, job.finished = JobStatus.CANCELLED, now
         job.retry.clear()
         self.runnable.pop(job.id, None)
-        return {"state": job.state.value, "finished": now}
+        return {"state": job.status.value, "finished": now}
 
-    def restore(self, row: dict) -> Job:
+    def restore_all(self, rows: list[dict]) -> list[JobState]:
+        """Every job the journal kept (``Journal.load()``); returns the running ones, queued again."""
+        return [job for job in map(self.restore, rows) if job.status is JobStatus.RUNNING]
+
+    def restore(self, row: dict) -> JobState:
         """A job as the journal kept it; a running one counts a master restart and its tasks queue again."""
-        job = self.jobs[row["id"]] = Job.from_journal(row)
-        if job.state is JobState.RUNNING:
+        job = self.jobs[row["id"]] = JobState.from_journal(row)
+        if job.status is JobStatus.RUNNING:
             job.restarts += 1
             self.runnable[job.id] = job
         return job
 
-    def prunable(self, now: float, incoming: int = 0) -> list[Job]:
+    def prunable(self, now: float, incoming: int = 0) -> list[JobState]:
         """Finished jobs to forget, oldest first, while there are too many or they hold too many tasks."""
         finished = sorted((j for j in self.jobs.values() if j.finished is not None), key=lambda j: j.finished)
         held, kept, out = self.held() + incoming, len(finished), []
@@ -215,22 +204,8 @@ class JobBook:
         self.jobs.pop(job_id, None)
         self.runnable.pop(job_id, None)
 
-    def newest_with_prefix(self, prefix: str) -> Job | None:
+    def newest_with_prefix(self, prefix: str) -> JobState | None:
         return max((j for j in self.jobs.values() if j.id.startswith(prefix)), key=lambda j: j.created, default=None)
 
     def recent(self, now: float, n: int = 20) -> list[dict]:
         return [j.summary(now).as_dict() for j in list(self.jobs.values())[-n:]]
-
-
-def _rows(plan: AckPlan, now: float) -> None:
-    """The journal's rows and counters for a plan's fresh results and duplicates (in the plan)."""
-    seq: dict[str, int] = {}
-    for job, rec in plan.fresh:
-        seq[job.id] = seq.get(job.id, job.n_done) + 1
-        text = record_json(rec)  # first: it may turn a non-JSON value into an error
-        plan.rows.append((job.id, seq[job.id], rec["id"], rec["worker"], int(rec["ok"]), rec["elapsed"], text))
-        if seq[job.id] == job.added and job.closed and job.state is JobState.RUNNING:  # this ack completes it
-            plan.counters.setdefault(job.id, {}).update(finished=now, state=JobState.DONE.value)
-    for job, _ in plan.dupes:
-        c = plan.counters.setdefault(job.id, {})
-        c["duplicates_dropped"] = c.get("duplicates_dropped", job.duplicates_dropped) + 1

@@ -7,15 +7,16 @@ No lock and no clock of its own: the dispatcher holds the lock and passes ``now`
 ``registry.cleanup(timestamp)`` does), so the tests drive time by hand. Expiry costs O(log n) per lease through a
 heap of deadlines, not a scan of every lease on every call: one heap entry per grant or renewal *call* (a batch of
 keys), so the heap grows with the calls of one lease period, not with the tasks. Each worker's leases are a set of
-their own.
+their own, and the table counts each job's leases (the one count of a job's tasks in flight).
 """
 
 from __future__ import annotations
 
 import heapq
+from collections import Counter
 from dataclasses import dataclass
 
-Key = tuple[str, int]  # (job id, task id)
+from ..protocol import Key
 
 
 @dataclass
@@ -30,6 +31,7 @@ class LeaseTable:
     def __init__(self) -> None:
         self._by_key: dict[Key, Lease] = {}
         self._by_worker: dict[str, set[Key]] = {}
+        self._per_job: Counter[str] = Counter()
         # (deadline, n, keys): a grant or renewal pushes one entry for its batch; when an entry surfaces, only the
         # keys whose lease still ends by then expire (a renewed lease has a later entry of its own)
         self._heap: list[tuple[float, int, tuple[Key, ...]]] = []
@@ -55,8 +57,11 @@ class LeaseTable:
         mine = self._by_worker.setdefault(worker, set())
         for key in keys:
             self._seq += 1
+            if key in self._by_key:  # leased again before its old lease ended: one lease per task
+                self.release(key)
             self._by_key[key] = Lease(key, worker, deadline, self._seq)
             mine.add(key)
+            self._per_job[key[0]] += 1
         self._push(deadline, tuple(keys))
 
     def renew(self, worker: str, keys, deadline: float) -> int:
@@ -78,6 +83,9 @@ class LeaseTable:
             held.discard(key)
             if not held:
                 del self._by_worker[lease.worker]
+            self._per_job[key[0]] -= 1
+            if not self._per_job[key[0]]:
+                del self._per_job[key[0]]
         return lease
 
     def expired(self, now: float) -> list[Lease]:
@@ -96,4 +104,9 @@ class LeaseTable:
         return sorted(self._by_worker.get(worker, ()), key=lambda k: self._by_key[k].seq)
 
     def count(self, worker: str) -> int:
+        """How many leases ``worker`` holds."""
         return len(self._by_worker.get(worker, ()))
+
+    def of_job(self, job_id: str) -> int:
+        """How many tasks of ``job_id`` are leased right now."""
+        return self._per_job.get(job_id, 0)

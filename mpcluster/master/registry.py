@@ -13,6 +13,8 @@ from collections import deque
 from dataclasses import dataclass, field
 from enum import Enum
 
+from .. import kinds
+
 # What a worker reports about itself that the registry keeps (for `status` and the page).
 INFO_FIELDS = ("ip", "host", "pid", "python", "version", "batch", "mode", "threads", "processes", "kinds")
 #: Each worker's throughput is sampled this often, and this many samples are kept (five minutes).
@@ -29,7 +31,8 @@ class WorkerStatus(Enum):
 
 @dataclass
 class WorkerState:
-    """What the master knows of one worker. Not to be confused with ``worker.Worker``, the worker process."""
+    """What the master knows of one worker. Not to be confused with ``mpcluster.worker.process.Worker``, the
+    worker process itself."""
 
     id: str
     first_seen: float
@@ -64,6 +67,18 @@ class Touch:
     back_from: WorkerStatus | None = None  # it was gone or left and is alive again
     restarted: bool = False  # a new session under a known id: the previous process is dead
     stopping: bool = False  # it just said it is stopping
+
+    def events(self, requeued: int = 0) -> list[str]:
+        """The event lines it makes (``requeued``: tasks of the previous process queued again)."""
+        w, out = self.worker, []
+        if self.joined:
+            out.append(f"worker {w.id} joined" + (f" from {w.ip}" if w.ip else ""))
+        if self.back_from is not None:
+            out.append(f"worker {w.id} is back after being {self.back_from.value}")
+        if self.restarted:
+            out.append(f"worker {w.id} restarted" + (f": {requeued} tasks of its previous run queued again"
+                                                       if requeued else ""))
+        return out
 
 
 class Registry:
@@ -156,6 +171,24 @@ class Registry:
         """The task kinds some live worker offers."""
         return {k for w in self._workers.values() if w.status is WorkerStatus.ALIVE
                 for k in w.info.get("kinds") or () if isinstance(k, str)}
+
+    def offers(self, kind: str) -> bool:
+        """Whether a job of ``kind`` can run: a built-in kind, or one some live worker offers."""
+        return kind in kinds.BUILTIN or kind in self.offered_kinds()
+
+    def no_such_kind(self, kind: str) -> str:
+        """The one line that refuses a job of a kind nobody offers."""
+        offered = sorted(self.offered_kinds() | set(kinds.BUILTIN))
+        return (f"no live worker offers task kind {kind!r} ({self.alive()} workers alive offer "
+                f"{', '.join(offered)}): workers import it from MPC_TASKS_DIR (MPC_TASK_MODULES); put its module "
+                "there and restart them")
+
+    def credit(self, w: WorkerState, plan, classic_ok: int) -> None:
+        """What one acknowledgement from ``w`` counts for it: results recorded (errors among them) and late
+        duplicates dropped, the lesson's queue's included."""
+        w.done += len(plan.fresh) + classic_ok
+        w.errors += sum(1 for _, rec in plan.fresh if not rec["ok"])
+        w.duplicates += len(plan.dupes) + len(plan.classic) - classic_ok
 
     def alive(self) -> int:
         return sum(1 for w in self._workers.values() if w.status is WorkerStatus.ALIVE)

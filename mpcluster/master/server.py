@@ -17,7 +17,7 @@ from multiprocessing.managers import Server
 from multiprocessing.process import current_process
 from traceback import format_exc
 
-from .protocol import peer_address, set_keepalive, set_socket_timeouts
+from ..sockets import peer_address, set_keepalive, set_socket_timeouts
 
 log = logging.getLogger("mpcluster")
 
@@ -33,12 +33,10 @@ class RateLimitedLog:
         self.every, self._clock = every, clock
         self._seen: dict[str, tuple[float, int]] = {}
         self._lock = threading.Lock()
-        self.total = 0
 
     def __call__(self, peer: str, message: str) -> bool:
         host = peer.rsplit(":", 1)[0]
         with self._lock:
-            self.total += 1
             now = self._clock()
             last, suppressed, _ = self._seen.get(host, (-1e18, 0, ""))
             if now - last < self.every:

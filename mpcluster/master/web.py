@@ -12,7 +12,7 @@ Standard library only (``http.server``). What it promises, and how:
 - **Off the hot path.** ``status()`` takes the dispatcher's lock and costs O(workers + 20 jobs + 100 events).
   All viewers share one snapshot at most ``SNAPSHOT_SECONDS`` old, so ten open tabs polling every second cost the
   dispatcher what one does: at most two calls a second.
-- **Self-contained.** The page, its script and its style are package files (``mpcluster/static/``) read once at
+- **Self-contained.** The page, its script and its style are package files (``mpcluster/master/static/``) read once at
   start. The Content-Security-Policy allows this origin only and no inline script or style, so the page works
   with no network and nothing can be injected into it; worker-supplied text is rendered with ``textContent``.
 """
@@ -33,8 +33,6 @@ from urllib.parse import urlsplit
 
 log = logging.getLogger("mpcluster")
 
-#: The port inside the master's container (Compose publishes it on 127.0.0.1:${MPC_WEB_PORT:-8080}).
-DEFAULT_PORT = 8080
 #: A request's line and headers, in bytes: a browser's GET is well under 2 kB.
 MAX_HEAD_BYTES = 16 * 1024
 MAX_LINE = 4096
@@ -68,7 +66,7 @@ SECURITY_HEADERS = (
 
 def load_files() -> dict[str, tuple[bytes, str]]:
     """The page's files, read once: URL path -> (bytes, Content-Type)."""
-    static = resources.files("mpcluster") / "static"
+    static = resources.files("mpcluster.master") / "static"
     return {path: (static.joinpath(name).read_bytes(), ctype) for path, name, ctype in _FILES}
 
 

@@ -22,7 +22,7 @@ import threading
 import time
 from multiprocessing.connection import wait as wait_any
 
-from . import tasks as kinds
+from .. import kinds
 from .runner import execute, failure
 
 
@@ -140,7 +140,6 @@ class ProcessExecutor:
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
         os.set_blocking(self._wake_w, False)
-        self.pids: list[int] = []  # every child started (tests and logs)
 
     @property
     def pid(self) -> int | None:
@@ -152,7 +151,6 @@ class ProcessExecutor:
         child.start()
         theirs.close()  # only the child holds its end: if the child dies, our reads see EOF
         self._child, self._conn, self._ready = child, ours, False
-        self.pids.append(child.pid)
 
     def prepare(self) -> None:
         """Have a child starting (or started) for the next task, so that it starts while the slot does other

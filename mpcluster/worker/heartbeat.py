@@ -11,7 +11,8 @@ from __future__ import annotations
 import logging
 import threading
 
-from .protocol import AuthFailed, Link, Unreachable
+from ..link import Link
+from ..protocol import AuthFailed, Unreachable
 
 log = logging.getLogger("mpcluster")
 

@@ -16,21 +16,21 @@ from __future__ import annotations
 import logging
 import os
 import platform
-import signal
 import socket
 import threading
 import time
 import uuid
 from collections.abc import Callable
 
-from . import __version__
-from . import tasks as kinds
-from .classic import serve_lesson_master
-from .config import WorkerSettings
+from .. import kinds
+from ..config import WorkerSettings
+from ..link import Link
+from ..protocol import AuthFailed, Unreachable
+from ..stopping import Stop
+from ..version import __version__
 from .executors import ProcessExecutor, ThreadExecutor
 from .heartbeat import Heartbeat
-from .protocol import AuthFailed, Link, Unreachable
-from .runner import execute  # noqa: F401 - the worker's way to run one task, for those who import it from here
+from .lesson import serve_lesson_master
 from .slots import Holdings, Slot
 
 log = logging.getLogger("mpcluster")
@@ -75,12 +75,12 @@ class Worker:
         self.batch_max, self.stop_grace = batch_max, stop_grace
         self.heartbeat = Heartbeat(self, heartbeat_seconds)
         self.tasks_dir, self.task_modules = tasks_dir, task_modules
-        self.stop = threading.Event()  # SIGTERM seen (or a slot cannot go on): no more leasing
+        self.stop = Stop()  # SIGTERM seen (or a slot cannot go on): no more leasing
         self.abort = threading.Event()  # classic fallback only: the grace is over, interrupt the task in hand
         self.leaving = threading.Event()  # saying goodbye: heartbeats (which keep leases alive) end here
         self.holdings = Holdings()  # what every slot holds: the heartbeats name these keys
         self.slots: list[Slot] = []
-        self.ip, self.mode, self.signal_name = "", "", ""
+        self.ip, self.mode = "", ""
         self.fatal: BaseException | None = None
         self._kept: list[dict] = []  # results slots could not deliver on their way out
         self._kept_lock = threading.Lock()
@@ -112,22 +112,13 @@ class Worker:
         with self._kept_lock:
             self._kept.extend(results)
 
-    # ---- signals -------------------------------------------------------------------------------------------
-    def install_signals(self) -> None:
-        def on_term(signum, frame):
-            # Runs on the main thread, which never holds stop's lock while slots run (it waits with sleep), so
-            # setting it here cannot deadlock; the rest of the stop happens on the main thread, not in here.
-            if self.stop.is_set():
-                return
-            self.signal_name = signal.Signals(signum).name
-            self.stop.set()
-            if self.mode == "classic":  # the lesson's loop runs on this thread: a timer ends its task in hand
-                timer = threading.Timer(self.stop_grace, self.abort.set)
-                timer.daemon = True
-                timer.start()
+    @property
+    def signal_name(self) -> str:
+        return self.stop.signal_name
 
-        signal.signal(signal.SIGTERM, on_term)
-        signal.signal(signal.SIGINT, on_term)
+    def install_signals(self) -> None:
+        """SIGTERM and SIGINT stop the worker gracefully (``stopping.Stop``: the main thread sets the event)."""
+        self.stop.install()
 
     # ---- the main thread -----------------------------------------------------------------------------------
     def run(self) -> int:
@@ -137,7 +128,7 @@ class Worker:
         self.ip, self.mode = link.ip, link.mode
         if link.mode == "classic":
             log.info("worker %s: connected to master at %s from %s (classic protocol)", self.id, link.where, link.ip)
-            return serve_lesson_master(link, self.id, self.stop, self.abort)
+            return self._serve_lesson(link)
         self.slots = self._make_slots()
         # The first heartbeat before saying anything: once these lines are out, the master knows what we offer.
         self.heartbeat.once(link, "introduce itself to")
@@ -148,8 +139,8 @@ class Worker:
         self.heartbeat.start()
         for slot in self.slots:
             slot.thread.start()
-        while not self.stop.is_set():
-            time.sleep(0.05)  # not stop.wait(): the signal handler sets stop on this thread (see install_signals)
+        while not self.stop.wait_main(1.0):
+            pass
         if self.fatal is None:
             log.info("worker %s: stopping (%s): finishing the tasks in hand, handing back the rest", self.id,
                      self.signal_name or "asked to")
@@ -166,6 +157,20 @@ class Worker:
         if isinstance(self.fatal, AuthFailed):
             raise self.fatal
         return 1 if self.fatal is not None else code
+
+    def _serve_lesson(self, link: Link) -> int:
+        """The lesson's loop on a thread of its own, so this (main) thread waits for the stop as in mpcluster mode;
+        after the stop, the task in hand gets the stop grace, then ``abort`` ends it (handed back to the queue)."""
+        codes: list[int] = []
+        loop = threading.Thread(target=lambda: codes.append(serve_lesson_master(link, self.id, self.stop, self.abort)),
+                                name="lesson", daemon=True)
+        loop.start()
+        while not self.stop.wait_main(1.0) and loop.is_alive():
+            pass
+        loop.join(self.stop_grace)
+        self.abort.set()
+        loop.join(AFTER_GRACE)
+        return codes[0] if codes else 0
 
     def _make_slots(self) -> list[Slot]:
         thread_kinds, cpu_kinds = slot_kinds(self.processes)

@@ -15,13 +15,8 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 
-from . import tasks as kinds
-
-Key = tuple[str, int]
-
-
-def key_of(task: dict) -> Key:
-    return (task.get("job"), task.get("id"))
+from .. import kinds
+from ..protocol import Key, key_of
 
 
 def parse_args(raw: object) -> object:
@@ -80,11 +75,6 @@ class InHand:
         self._cancelled: set[Key] = set()  # cancelled before it started, or after it finished: dropped when met
         self._abort: threading.Event | None = None  # set while a task runs inline, on the slot's own thread
         self._inline_abort = threading.Event()  # reused: making an Event per task costs as much as a no-op task
-
-    @property
-    def current(self) -> Key | None:
-        """The key of the task running now, if any."""
-        return self._current
 
     # ---- called from other threads ----------------------------------------------------------------------------
     def cancel(self, key: Key) -> None:

@@ -16,8 +16,8 @@ import threading
 import time
 from collections import deque
 
-from .protocol import AuthFailed, Unreachable
-from .runner import InHand, Key, Stopped, key_of
+from ..protocol import AuthFailed, Key, Unreachable, key_of, parse_key
+from .runner import InHand, Stopped
 
 log = logging.getLogger("mpcluster")
 
@@ -67,8 +67,7 @@ class Holdings:
         """The master cancelled these (its heartbeat reply said so): each holder stops or drops its task."""
         found = []
         with self._lock:
-            for k in keys:
-                k = tuple(k) if isinstance(k, (list, tuple)) and len(k) == 2 else None
+            for k in map(parse_key, keys):
                 owner = self._owner.pop(k, None) if k else None
                 if owner is not None:
                     found.append((owner, k))
@@ -88,7 +87,6 @@ class Slot:
         self._avg: float | None = None
         self.queue: deque[dict] = deque()  # leased, not started
         self.outbox: list[dict] = []  # done, not yet acknowledged
-        self.link = None  # this thread's link, once it runs (tests look at it)
         self.hand = InHand(executor, worker.id, worker.ip)
         self.thread = threading.Thread(target=self._main, name=name, daemon=True)
 
@@ -104,16 +102,16 @@ class Slot:
 
     # ---- the runner thread ------------------------------------------------------------------------------------
     def _main(self) -> None:
-        self.link = self.w.link()
+        link = self.w.link()
         try:
-            self._loop(self.link)
+            self._loop(link)
         except AuthFailed as e:
             self.w.fail(e)
         except BaseException as e:  # a bug: say so loudly, and stop the worker rather than limp on with a slot less
             log.exception("%s: stopped by an unexpected error", self.role)
             self.w.fail(e)
         finally:
-            self._drain(self.link)
+            self._drain(link)
             self.executor.close()
 
     def _loop(self, link) -> None:

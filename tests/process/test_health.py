@@ -7,8 +7,8 @@ import threading
 import time
 
 from mpcluster.config import read_authkey
-from mpcluster.dispatcher import Dispatcher
-from mpcluster.master import check_health
+from mpcluster.master.dispatcher import Dispatcher
+from mpcluster.master.health import check_health
 from tests.support import free_port, mpc, write_key
 
 

@@ -81,7 +81,7 @@ def test_process_slots_run_cpu_kinds_in_distinct_child_processes(node_env, maste
         import os
         import time
 
-        from mpcluster.tasks import task
+        from mpcluster import task
 
 
         @task("pid_cpu", cpu=True)
@@ -140,7 +140,7 @@ def test_sigterm_mid_job_with_four_threads_hands_back_what_outlasts_the_grace(no
 def test_a_task_module_that_fails_to_import_is_one_line_and_the_worker_serves_the_rest(node_env, master, spawn,
                                                                                        tmp_path):
     folder = write_tasks(tmp_path / "tasks", good="""
-        from mpcluster.tasks import task
+        from mpcluster import task
 
 
         @task("t_good")
@@ -193,7 +193,7 @@ LIMITS = """
     import os
     import time
 
-    from mpcluster.tasks import task
+    from mpcluster import task
 
 
     @task("stuck")

@@ -3,7 +3,8 @@
 import json
 import queue
 
-from mpcluster.classic import ClassicBridge, error_line, result_line, square
+from mpcluster.classic import error_line, lesson_work, result_line
+from mpcluster.master.bridge import ClassicBridge
 
 
 def test_the_lessons_lines():
@@ -11,9 +12,9 @@ def test_the_lessons_lines():
     assert error_line("x", "not an int") == "error: task 'x': not an int"
 
 
-def test_square_refuses_what_is_not_an_int():
-    assert square("seven") == "error: task 'seven': not an int"
-    assert square(True) == "error: task True: not an int"
+def test_the_lessons_work_refuses_what_is_not_an_int():
+    assert lesson_work("seven") == "error: task 'seven': not an int"
+    assert lesson_work(True) == "error: task True: not an int"
 
 
 def test_the_bridge_leases_requeues_and_drops_late_duplicates():
@@ -32,7 +33,7 @@ def test_the_bridge_leases_requeues_and_drops_late_duplicates():
 
 
 def test_a_put_on_the_lessons_queue_wakes_the_master():
-    from mpcluster.classic import NotifyingQueue
+    from mpcluster.master.bridge import NotifyingQueue
 
     woken = []
     bridge = ClassicBridge(NotifyingQueue(), queue.Queue())

@@ -5,9 +5,9 @@ import queue
 
 import pytest
 
-from mpcluster.classic import ClassicBridge
-from mpcluster.dispatcher import Dispatcher
-from mpcluster.journal import Journal
+from mpcluster.master.bridge import ClassicBridge
+from mpcluster.master.dispatcher import Dispatcher
+from mpcluster.master.journal import Journal
 
 
 class Clock:

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import struct
 
-from mpcluster import doctor, doctor_host, doctor_master, doctor_path
-from mpcluster.doctor_path import Check
+from mpcluster import doctor
+from mpcluster.doctor import host as doctor_host
+from mpcluster.doctor import path as doctor_path
+from mpcluster.doctor import service as doctor_master
+from mpcluster.doctor.path import Check
 
 
 def frame(payload: bytes) -> bytes:

@@ -5,8 +5,10 @@ import json
 
 import pytest
 
-from mpcluster.jobbook import JobBook
-from mpcluster.jobs import validate_chunk
+from mpcluster.master.jobbook import JobBook
+from mpcluster.master.leases import LeaseTable
+from mpcluster.master.records import plan_ack, plan_poisoned
+from mpcluster.master.submission import validate_chunk
 
 
 def add(book, job_id="j", n=4, kind="square", now=0.0, more=False, **options):
@@ -18,7 +20,7 @@ def add(book, job_id="j", n=4, kind="square", now=0.0, more=False, **options):
 
 
 def ack(book, job_id, ids, worker="w1", now=1.0, ok=True):
-    plan = book.plan_ack([{"job": job_id, "id": i, "ok": ok, "value": i * i, "elapsed": 0.5} for i in ids],
+    plan = plan_ack(book, [{"job": job_id, "id": i, "ok": ok, "value": i * i, "elapsed": 0.5} for i in ids],
                          worker, "10.0.0.2", now)
     book.apply(plan, now)
     return plan
@@ -28,9 +30,16 @@ def test_take_goes_oldest_job_first_and_filters_by_kind():
     book = JobBook()
     add(book, "a", 2, kind="sleep")
     add(book, "b", 3)
-    assert [(j.id, i) for j, i in book.take(3, {"square"})] == [("b", 0), ("b", 1), ("b", 2)]
-    assert [(j.id, i) for j, i in book.take(5, None)] == [("a", 0), ("a", 1)]
-    assert book.take(5, None) == [] and book.pending() == 0 and book.get("b").leased == 3
+    leases = LeaseTable()
+    assert book.pending(leases) == 5
+    taken = book.take(3, {"square"})
+    assert [(j.id, i) for j, i in taken] == [("b", 0), ("b", 1), ("b", 2)]
+    leases.grant([(j.id, i) for j, i in taken], "w1", deadline=10.0)
+    assert book.pending(leases) == 2  # the lease table counts what is leased: the book keeps no copy
+    taken = book.take(5, None)
+    assert [(j.id, i) for j, i in taken] == [("a", 0), ("a", 1)]
+    leases.grant([(j.id, i) for j, i in taken], "w2", deadline=10.0)
+    assert book.take(5, None) == [] and book.pending(leases) == 0 and leases.of_job("b") == 3
 
 
 def test_requeue_keeps_order_counts_and_poisons():
@@ -46,7 +55,7 @@ def test_requeue_keeps_order_counts_and_poisons():
     assert [(i, holder, n) for _, i, holder, n in poisoned] == [(1, "w2", 2)]  # died twice: given up
     counters, _ = book.requeue([(("j", 2), "w2")], redelivery=False)  # handed back by a stopping worker
     assert counters == {"j": {"handed_back": 1}} and job.attempts[2] == 1
-    plan = book.plan_poisoned(poisoned, now=5.0)
+    plan = plan_poisoned(poisoned, now=5.0)
     book.apply(plan, 5.0)
     [(_, rec)] = plan.fresh
     assert rec["ok"] is False and rec["error"]["type"] == "PoisonTask" and job.poisoned == 1 and job.errors == 1
@@ -60,7 +69,7 @@ def test_an_ack_is_planned_without_changes_then_applied():
                {"job": "j", "id": 1, "ok": False, "error": {"type": "ValueError", "message": "boom"}},
                {"job": "classic", "id": 4, "ok": True}, {"job": "nope", "id": 1}, {"job": "j", "id": 9},
                {"job": "j", "id": "x"}]
-    plan = book.plan_ack(results, "w1", "10.0.0.2", now=7)
+    plan = plan_ack(book, results, "w1", "10.0.0.2", now=7)
     assert job.n_done == 0  # nothing changed yet
     assert [rec["id"] for _, rec in plan.fresh] == [0, 1] and len(plan.dupes) == 1 and len(plan.classic) == 1
     assert plan.dropped == 3
@@ -79,11 +88,11 @@ def test_a_job_in_chunks_is_done_only_when_closed_and_every_result_is_in():
     job = add(book, n=2, more=True)
     book.take(2, None)
     ack(book, "j", [0, 1])
-    assert job.state.value == "running" and not job.complete
+    assert job.status.value == "running" and not job.complete
     book.extend(job, 1, closed=True, now=2)
     assert [i for _, i in book.take(5, None)] == [2]
     ack(book, "j", [2], now=3)
-    assert job.state.value == "done" and job.finished == 3
+    assert job.status.value == "done" and job.finished == 3
 
 
 def test_cancel_drops_what_waits_and_later_results():
@@ -91,8 +100,8 @@ def test_cancel_drops_what_waits_and_later_results():
     job = add(book, n=5)
     book.take(2, None)
     assert book.cancel(job, now=4) == {"state": "cancelled", "finished": 4}
-    assert book.pending() == 0 and book.take(5, None) == []
-    plan = book.plan_ack([{"job": "j", "id": 0, "ok": True, "value": 0}], "w1", "", now=5)
+    assert book.pending(LeaseTable()) == 0 and book.take(5, None) == []
+    plan = plan_ack(book, [{"job": "j", "id": 0, "ok": True, "value": 0}], "w1", "", now=5)
     assert plan.fresh == [] and plan.dropped == 1
 
 
@@ -104,7 +113,7 @@ def test_restore_rebuilds_from_the_journals_rows_and_skips_what_is_done():
            "per_worker": json.dumps({"w1": {"redeliveries": 2, "duplicates_dropped": 1}}),
            "by_worker": [("w1", 2, 1.5, 1)]}
     job = book.restore(row)
-    assert (job.n_done, job.errors, job.restarts, job.pending) == (2, 1, 1, 3)
+    assert (job.n_done, job.errors, job.restarts, job.pending(0)) == (2, 1, 1, 3)
     assert [i for _, i in book.take(5, None)] == [1, 3, 4]
     assert job.tally["w1"].tasks == 2 and job.tally["w1"].redeliveries == 2
 

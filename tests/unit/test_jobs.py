@@ -2,7 +2,9 @@
 
 import pytest
 
-from mpcluster.jobs import Job, JobState, result_record, validate_chunk
+from mpcluster.master.jobs import JobState, JobStatus
+from mpcluster.master.records import result_record
+from mpcluster.master.submission import validate_chunk
 
 
 def test_a_chunk_is_validated_and_its_arguments_normalised_to_json_text():
@@ -44,20 +46,19 @@ def test_a_result_record_holds_json_values_only():
 
 
 def test_a_jobs_summary_counts_and_estimates():
-    job = Job("j", "sleep", created=100.0)
+    job = JobState("j", "sleep", created=100.0)
     job.grow(10)
     job.closed = True
     job.n_done = 4
-    job.leased = 2
     s = job.summary(now=102.0)
     assert (s.tasks, s.done, s.state, s.complete, s.rate, s.eta_s) == (10, 4, "running", False, 2.0, 3.0)
-    assert job.pending == 4  # neither done nor leased
-    job.state = JobState.CANCELLED
-    assert job.pending == 0 and job.summary(now=103).eta_s is None
+    assert job.pending(leased=2) == 4  # neither done nor leased
+    job.status = JobStatus.CANCELLED
+    assert job.pending(leased=2) == 0 and job.summary(now=103).eta_s is None
 
 
 def test_a_workers_summed_seconds_are_shown_to_the_millisecond():
-    job = Job("j", "sleep", created=100.0)
+    job = JobState("j", "sleep", created=100.0)
     tally = job.tally_of("w1")
     for _ in range(4):
         tally.tasks += 1

@@ -1,6 +1,6 @@
 """The lease table on its own: time is whatever the test passes as ``now``."""
 
-from mpcluster.leases import LeaseTable
+from mpcluster.master.leases import LeaseTable
 
 
 def test_grant_renew_and_expire_in_grant_order():

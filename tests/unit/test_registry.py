@@ -1,6 +1,6 @@
 """The worker registry on its own: states, sessions and silence, with ``now`` passed in."""
 
-from mpcluster.registry import Registry, WorkerStatus
+from mpcluster.master.registry import Registry, WorkerStatus
 
 
 def test_join_touch_and_info():

@@ -2,7 +2,7 @@
 
 
 def test_refusals_are_rate_limited_per_peer_and_summed_up_later(caplog):
-    from mpcluster.server import RateLimitedLog
+    from mpcluster.master.server import RateLimitedLog
 
     now = [0.0]
     refused = RateLimitedLog(every=10, clock=lambda: now[0])
@@ -35,7 +35,7 @@ def test_a_connection_served_when_the_server_stops_is_closed_not_answered_with_n
     import secrets
     from multiprocessing.managers import BaseManager
 
-    from mpcluster.server import MasterServer
+    from mpcluster.master.server import MasterServer
 
     counter = Counter()
 

@@ -12,8 +12,8 @@ import time
 import pytest
 
 from mpcluster.config import ConfigError, MasterSettings
-from mpcluster.dispatcher import Dispatcher
-from mpcluster.web import CSP, PageServer, Snapshot, serve_page
+from mpcluster.master.dispatcher import Dispatcher
+from mpcluster.master.web import CSP, PageServer, Snapshot, serve_page
 
 
 @pytest.fixture

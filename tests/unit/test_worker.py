@@ -9,9 +9,9 @@ import time
 
 import pytest
 
-from mpcluster import tasks
+from mpcluster import kinds
 from mpcluster.protocol import Unreachable
-from mpcluster.worker import Worker, slot_kinds
+from mpcluster.worker.process import Worker, slot_kinds
 from tests.unit import worker_kinds
 
 KINDS = worker_kinds.load()
@@ -210,12 +210,12 @@ def test_without_process_slots_thread_slots_lease_any_kind():
     stop(worker, th)
     assert {len(args) for args, _ in master.of("lease")} == {4}  # no kinds: any (and an older master agrees)
     info = master.of("lease")[0][0][3]
-    assert (info["threads"], info["processes"], info["kinds"]) == (2, 0, sorted(tasks.KINDS))
+    assert (info["threads"], info["processes"], info["kinds"]) == (2, 0, sorted(kinds.KINDS))
     assert info["session"] == worker.session and info["version"] and info["pid"] == os.getpid()
 
 
 def test_process_slots_lease_the_cpu_bound_kinds_and_thread_slots_the_rest():
-    cpu = sorted(k for k, v in tasks.KINDS.items() if v.cpu)
+    cpu = sorted(k for k, v in kinds.KINDS.items() if v.cpu)
     assert "primes" in cpu and "t_pid" in cpu and "sleep" not in cpu
 
     given = [[t("primes", 1, {"n": 100}), t("t_pid", 2)]]
@@ -320,7 +320,7 @@ def test_a_cancel_in_a_heartbeat_reply_stops_the_running_task_and_drops_the_queu
 
 
 def test_short_tasks_run_on_the_slots_own_thread_and_can_still_be_cancelled(monkeypatch):
-    from mpcluster import slots
+    from mpcluster.worker import slots
 
     monkeypatch.setattr(slots, "INLINE_BELOW", 1.0)  # "short" as this test's tasks are, however busy the machine
     leases = [[t("t_thread", 1)], [t("square", i, {"n": i, "seconds": 0}) for i in (2, 3, 4)], [t("t_thread", 5)],
@@ -505,7 +505,7 @@ def wait_complete(d, job, timeout=10):
 
 
 def test_a_lost_lease_reply_does_not_pin_the_task_while_the_worker_lives():
-    from mpcluster.dispatcher import Dispatcher
+    from mpcluster.master.dispatcher import Dispatcher
 
     d = Dispatcher(lease_seconds=1.0, heartbeat_seconds=0.1)
     d.submit({"id": "j", "kind": "square", "tasks": [{"n": 4, "seconds": 0}]})
@@ -520,7 +520,7 @@ def test_a_lost_lease_reply_does_not_pin_the_task_while_the_worker_lives():
 
 
 def test_four_thread_slots_run_a_real_dispatchers_sleep_job_at_once():
-    from mpcluster.dispatcher import Dispatcher
+    from mpcluster.master.dispatcher import Dispatcher
 
     d = Dispatcher(lease_seconds=5.0, heartbeat_seconds=0.5)
     d.submit({"id": "j", "kind": "sleep", "tasks": [{"seconds": 0.4}] * 8})

@@ -6,9 +6,9 @@ import time
 
 import pytest
 
-from mpcluster import tasks
-from mpcluster.executors import ProcessExecutor, ThreadExecutor
-from mpcluster.runner import execute
+from mpcluster import kinds
+from mpcluster.worker.executors import ProcessExecutor, ThreadExecutor
+from mpcluster.worker.runner import execute
 from tests.unit import worker_kinds
 
 KINDS = worker_kinds.load()
@@ -40,14 +40,14 @@ def test_a_long_traceback_and_message_are_bounded():
     def shout():
         raise ValueError("x" * 20_000)
 
-    tasks.task("t_shout")(shout)
+    kinds.task("t_shout")(shout)
     try:
         r = execute(t("t_shout"))
     finally:
-        tasks.KINDS.pop("t_shout")
+        kinds.KINDS.pop("t_shout")
     assert r["error"]["type"] == "ValueError" and r["error"]["message"] == "x" * 1000
     tb = r["error"]["traceback"]
-    assert len(tb) == tasks.MAX_TRACEBACK_CHARS + 4 and tb.startswith("...\n") and tb.endswith("x" * 100 + "\n")
+    assert len(tb) == kinds.MAX_TRACEBACK_CHARS + 4 and tb.startswith("...\n") and tb.endswith("x" * 100 + "\n")
 
 
 @pytest.mark.parametrize(
@@ -94,7 +94,7 @@ def test_a_thread_task_that_honours_abort_ends_when_abandoned():
     ex.stop()
     assert call.abort.is_set()
     end = time.monotonic() + 5
-    while not call.finished:  # tasks.pause saw the abort: the helper is free at once, not after 30 s
+    while not call.finished:  # kinds.pause saw the abort: the helper is free at once, not after 30 s
         assert time.monotonic() < end
         time.sleep(0.01)
     assert call.result["error"]["type"] == "Interrupted"

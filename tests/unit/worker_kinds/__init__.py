@@ -3,7 +3,7 @@
 import sys
 from pathlib import Path
 
-from mpcluster import tasks
+from mpcluster import kinds
 
 DIR = str(Path(__file__).resolve().parent)
 MODULES = "unit_kinds"
@@ -11,5 +11,5 @@ MODULES = "unit_kinds"
 
 def load():
     """Import the test kinds into this process (as a worker does at start) and return their module."""
-    assert tasks.load_modules(DIR, MODULES) == []
+    assert kinds.load_modules(DIR, MODULES) == []
     return sys.modules["unit_kinds"]

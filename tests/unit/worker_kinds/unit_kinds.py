@@ -1,12 +1,12 @@
 """Task kinds for the worker's unit tests: imported by the test process and by process-slot children alike
-(through tasks.load_modules, as a user's module would be)."""
+(through kinds.load_modules, as a user's module would be)."""
 
 import os
 import signal
 import threading
 import time
 
-from mpcluster.tasks import task
+from mpcluster import task
 
 RELEASE = threading.Event()  # t_hang waits for this, whatever the worker says
 FINISHED = threading.Event()  # ... and sets this when it is done

@@ -2,15 +2,15 @@ import threading
 
 import pytest
 
-from mpcluster import tasks
-from mpcluster.worker import execute
+from mpcluster import kinds
+from mpcluster.worker.runner import execute
 
 
 def test_kinds_compute_the_right_values():
-    assert tasks.run("square", {"n": 3344, "seconds": 0}) == 3344 * 3344
-    assert tasks.run("sleep", {"seconds": 0.01}) == 0.01
-    assert tasks.run("primes", {"n": 100}) == 25
-    assert tasks.count_primes(10**5) == 9592
+    assert kinds.run("square", {"n": 3344, "seconds": 0}) == 3344 * 3344
+    assert kinds.run("sleep", {"seconds": 0.01}) == 0.01
+    assert kinds.run("primes", {"n": 100}) == 25
+    assert kinds.count_primes(10**5) == 9592
 
 
 @pytest.mark.parametrize(
@@ -29,8 +29,8 @@ def test_kinds_compute_the_right_values():
     ],
 )
 def test_bad_tasks_are_refused_with_a_clear_message(kind, args, message):
-    with pytest.raises(tasks.TaskError) as e:
-        tasks.validate(kind, args)
+    with pytest.raises(kinds.TaskError) as e:
+        kinds.validate(kind, args)
     assert message in str(e.value)
 
 
@@ -42,7 +42,7 @@ def test_a_bad_task_gives_an_error_result_and_the_worker_goes_on():
 
 
 def test_an_exception_inside_a_task_becomes_its_error_result():
-    @tasks.task("test-divide")
+    @kinds.task("test-divide")
     def divide(a: int, b: int) -> float:
         return a / b
 
@@ -54,29 +54,29 @@ def test_an_exception_inside_a_task_becomes_its_error_result():
 
 
 def test_registration_by_name_and_its_rules():
-    @tasks.task("test-words", cpu=True)
+    @kinds.task("test-words", cpu=True)
     def words(text: str, lower: bool = False) -> dict:
         return {"n": len(text.split())}
 
-    kind = tasks.KINDS["test-words"]
+    kind = kinds.KINDS["test-words"]
     assert (kind.fn, kind.cpu, kind.module) == (words, True, __name__)
-    assert tasks.run("test-words", {"text": "a b c"}) == {"n": 3}
+    assert kinds.run("test-words", {"text": "a b c"}) == {"n": 3}
     with pytest.raises(ValueError, match="task kind 'test-words' is registered twice"):
-        tasks.task("test-words")(lambda text: 0)
+        kinds.task("test-words")(lambda text: 0)
     with pytest.raises(ValueError, match="task kind 'a b' is not a valid name"):
-        tasks.task("a b")
-    with pytest.raises(tasks.TaskError, match=r"the arguments do not fit test-words\(text: str, lower: bool = False\): "
+        kinds.task("a b")
+    with pytest.raises(kinds.TaskError, match=r"the arguments do not fit test-words\(text: str, lower: bool = False\): "
                                                "missing a required argument: 'text'"):
-        tasks.run("test-words", {"txt": "a"})
-    with pytest.raises(tasks.TaskError, match="got an unexpected keyword argument 'upper'"):
-        tasks.run("test-words", {"text": "a", "upper": True})
+        kinds.run("test-words", {"txt": "a"})
+    with pytest.raises(kinds.TaskError, match="got an unexpected keyword argument 'upper'"):
+        kinds.run("test-words", {"text": "a", "upper": True})
 
-    @tasks.task("test-returns-set")
+    @kinds.task("test-returns-set")
     def returns_set() -> set:
         return {1}
 
-    with pytest.raises(tasks.TaskError, match="the task returned a set, which is not a JSON value"):
-        tasks.run("test-returns-set", {})
+    with pytest.raises(kinds.TaskError, match="the task returned a set, which is not a JSON value"):
+        kinds.run("test-returns-set", {})
 
 
 def test_task_modules_load_from_a_folder_and_failures_are_one_line_each(tmp_path):
@@ -85,22 +85,22 @@ def test_task_modules_load_from_a_folder_and_failures_are_one_line_each(tmp_path
     (tmp_path / "broken_kinds.py").write_text("import mpcluster\n\nx = 1 +\n")
     (tmp_path / "raising_kinds.py").write_text("import os\n\nos.environ['NOPE_NOT_SET']\n")
     (tmp_path / "_private.py").write_text("raise SystemExit(3)\n")
-    problems = tasks.load_modules(str(tmp_path), None)
+    problems = kinds.load_modules(str(tmp_path), None)
     assert len(problems) == 2  # the good module loaded; the private one was not imported
     assert problems[0] == (f"cannot import task module 'broken_kinds' from {tmp_path}: SyntaxError: invalid syntax "
                            "(broken_kinds.py, line 3)")
     assert problems[1] == (f"cannot import task module 'raising_kinds' from {tmp_path}: KeyError: 'NOPE_NOT_SET' "
                            "(raising_kinds.py, line 3)")
-    assert tasks.run("test-good", {"x": 1}) == 2
-    assert tasks.load_modules(str(tmp_path / "none"), None) == []
-    assert tasks.load_modules(str(tmp_path / "none"), "x") == [
+    assert kinds.run("test-good", {"x": 1}) == 2
+    assert kinds.load_modules(str(tmp_path / "none"), None) == []
+    assert kinds.load_modules(str(tmp_path / "none"), "x") == [
         f"MPC_TASK_MODULES='x': MPC_TASKS_DIR={str(tmp_path / 'none')!r} is not a folder"]
-    assert tasks.load_modules(str(tmp_path), "nosuch") == [
+    assert kinds.load_modules(str(tmp_path), "nosuch") == [
         f"cannot import task module 'nosuch' from {tmp_path}: ModuleNotFoundError: No module named 'nosuch'"]
 
 
 def test_simulated_work_stops_when_the_worker_aborts():
     abort = threading.Event()
     abort.set()
-    with pytest.raises(tasks.Interrupted):
-        tasks.run("square", {"n": 2, "seconds": 30}, abort)
+    with pytest.raises(kinds.Interrupted):
+        kinds.run("square", {"n": 2, "seconds": 30}, abort)
