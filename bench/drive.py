@@ -1,4 +1,4 @@
-"""The benchmark's hand inside the master's container (bench/run.py pipes this file to `python3 -`, so the image
+"""The benchmark's hand inside the master's container (bench/harness.py pipes this file to `python3 -`, so the image
 needs nothing new): it submits jobs through mpcluster's own Python API on 127.0.0.1:5000 and reads the master's
 memory from /proc/1/status. Standard library and mpcluster only. One JSON line on stdout per call.
 
