@@ -23,7 +23,7 @@ EXEC := $(COMPOSE) exec $(shell [ -t 0 ] && [ -t 1 ] || echo -T)
 # The key file Compose and the stack read (MPC_AUTHKEY_HOST_FILE, as in compose.yaml).
 KEY := $(or $(MPC_AUTHKEY_HOST_FILE),.secrets/authkey)
 
-.PHONY: help up down lesson bench scale job results cancel status logs ps test test-unit test-integration test-swarm base key \
+.PHONY: help up down lesson bench scale job results cancel status logs ps test test-unit test-integration test-swarm test-py313 base key \
         check-docker check-python check-workers lint clean stack-images stack-up stack-scale stack-down stack-ps \
         stack-status stack-job
 
@@ -136,9 +136,25 @@ $(VENV)/.installed: pyproject.toml | check-python
 	$(VENV)/bin/pip install -q -e '.[test]'
 	@touch $@
 
-test: $(VENV)/.installed  ## Run the unit and integration suites (creates .venv, builds the base image if needed)
+test: $(VENV)/.installed lint  ## Run every suite: lint, unit, process, browser, integration, swarm (3.11), then unit + process on 3.13
 	@if docker info >/dev/null 2>&1; then $(MAKE) --no-print-directory base; fi
 	TESTCONTAINERS_RYUK_DISABLED=true $(VENV)/bin/pytest $(PYTEST_ARGS)
+	@if docker info >/dev/null 2>&1 || [ -n "$$CI" ]; then $(MAKE) --no-print-directory test-py313; \
+	  else echo "make: no Docker Engine: the Python 3.13 run (make test-py313) was skipped"; fi
+
+PY313_IMAGE ?= mpcluster-test:py313
+PY313_WHEELS := build/py313-wheels
+test-py313: $(VENV)/.installed check-docker  ## Run the unit and process suites on Python 3.13 (a Debian trixie container, built offline)
+	@scripts/ensure-base trixie
+	@reqs=$$($(PYTHON) -c 'import tomllib; print(" ".join(tomllib.load(open("pyproject.toml", "rb"))["project"]["optional-dependencies"]["unit"]))'); \
+	  rm -rf $(PY313_WHEELS) && mkdir -p $(PY313_WHEELS) && \
+	  $(VENV)/bin/pip download -q -d $(PY313_WHEELS) --only-binary=:all: --python-version 3.13 --implementation cp \
+	    --platform manylinux_2_28_$$(uname -m) --platform manylinux_2_17_$$(uname -m) --platform manylinux2014_$$(uname -m) \
+	    --platform any $$reqs && \
+	  docker build -q -t $(PY313_IMAGE) -f tests/py313/Dockerfile --build-arg BASE_IMAGE=mpcluster-base:trixie \
+	    --build-arg REQUIREMENTS="$$reqs" $(PY313_WHEELS) >/dev/null
+	docker run --rm -v "$(CURDIR)":/src:ro $(PY313_IMAGE) python3 -m pytest -p no:cacheprovider -m 'not docker' \
+	  tests/unit tests/process $(PYTEST_ARGS)
 
 test-unit: $(VENV)/.installed  ## Run the fast suite alone (no Docker)
 	$(VENV)/bin/pytest -m 'not docker' $(PYTEST_ARGS)
@@ -153,12 +169,14 @@ QUICK ?=
 bench: $(VENV)/.installed check-docker key base  ## Measure on real clusters: throughput vs the lesson, scaling, threads vs processes, start-up, 1M tasks, idle CPU (QUICK=1: a smoke run)
 	$(VENV)/bin/python bench/run.py $(if $(QUICK),--quick) $(BENCH_ARGS)
 
-lint: $(VENV)/.installed  ## ruff
+lint: $(VENV)/.installed  ## ruff, and the package's boundaries (lint-imports: the master never imports the worker, ...)
 	$(VENV)/bin/ruff check mpcluster tests bench
+	$(VENV)/bin/lint-imports --no-cache
 
 clean: check-docker  ## Remove containers, network, journal volume, images and the generated base images (keeps the key)
 	-$(COMPOSE) down -v --remove-orphans --rmi local
 	-docker image rm mpcluster-master:dev mpcluster-worker:dev mpcluster-base:bookworm mpcluster-base:trixie 2>/dev/null
 	-docker image rm $$(docker image ls -q mpcluster-swarm-node) $$(docker image ls -q mpcluster-test-registry) 2>/dev/null  # the swarm tests' cached images
+	-docker image rm $(PY313_IMAGE) 2>/dev/null
 	rm -f .env
 	@echo "kept $(KEY); remove it yourself (rm -r .secrets) if you want a new key"

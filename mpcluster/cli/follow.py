@@ -1,5 +1,5 @@
 """The command line's clients of a running master: ``submit``, ``results``, ``cancel``, ``status`` and the
-container health check. A thin layer over the Python API (``api.Client``): what it adds is what a terminal shows.
+container health check. A thin layer over the Python API (``mpcluster.client.Client``): what it adds is what a terminal shows.
 
 A job is followed with bounded memory: a byte per task (seen or not), the per-worker figures, and the few
 results kept for ``--output`` until the earlier ones arrive (written in task order).

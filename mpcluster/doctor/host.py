@@ -55,7 +55,7 @@ def judge_exposure(port: int, found: list[str], allow_exposed: bool) -> Check:
         return Check("exposure", "ok", f"{detail}, as --allow-exposed says it should")
     return Check("exposure", "FAIL", f"{detail}: anyone who reaches this host can try the key",
                  "if only this machine should connect, publish on 127.0.0.1 (MPC_PUBLISH_ADDR, the default); if "
-                 "other machines must, firewall the port to them and pass --allow-exposed (README: threat model)")
+                 "other machines must, firewall the port to them and pass --allow-exposed (docs/configuration.md: Security)")
 
 
 def check_exposure(address: str, port: int, allow_exposed: bool) -> Check:

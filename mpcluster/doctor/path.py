@@ -1,5 +1,5 @@
-"""The doctor's checks along a connection's path, in order: name, connect, handshake, key (``doctor.py`` runs
-them all; ``doctor_master.py`` asks the master about itself; ``doctor_host.py`` checks what the master's host
+"""The doctor's checks along a connection's path, in order: name, connect, handshake, key (``doctor/__init__.py``
+runs them all; ``service.py`` asks the master about itself; ``host.py`` checks what the master's host
 exposes). Each returns a Check, and learns into Facts what the next needs."""
 
 from __future__ import annotations
@@ -138,7 +138,7 @@ def check_connect(host: str, port: int, facts: Facts, timeout: float) -> Check:
     if isinstance(e, TimeoutError):
         return Check("connect", "FAIL", f"no answer from {address}:{port} within {timeout:g} s (packets dropped)",
                      "a firewall between here and the master drops them, or this is not the master's address: "
-                     f"open the port to this machine (README: Multi-host){loopback_note}")
+                     f"open the port to this machine (docs/swarm.md){loopback_note}")
     return Check("connect", "FAIL", f"cannot connect to {address}:{port} ({(e.strerror or str(e)).lower()})",
                  f"this machine has no route to the master's network: check the address{loopback_note}")
 

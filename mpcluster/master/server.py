@@ -65,6 +65,7 @@ class MasterServer(Server):
     def __init__(self, registry, address, authkey, serializer="pickle", handshake_timeout: float = 10.0):
         super().__init__(registry, address, authkey, serializer)
         self.handshake_timeout = handshake_timeout
+        self.stop_event = threading.Event()
         self.refused = RateLimitedLog()
         self._pending = threading.BoundedSemaphore(MAX_PENDING_HANDSHAKES)
         try:  # the stdlib listens with a backlog of 16: a burst of 50 workers would see SYN drops
@@ -97,7 +98,6 @@ class MasterServer(Server):
     def start(self) -> None:
         """Serve in background threads (the caller keeps its main thread for signals and the demo job)."""
         current_process()._manager_server = self
-        self.stop_event = threading.Event()
         threading.Thread(target=self.accepter, name="accepter", daemon=True).start()
 
     def close(self) -> None:

@@ -1,7 +1,7 @@
 """Where a slot's task actually runs, so that the slot's own thread can stop waiting for it.
 
 - ``ThreadExecutor`` runs tasks in a helper thread. A thread cannot be killed: a task past its time limit (or
-  cancelled) has its abort event set (the built-in kinds stop at once: ``tasks.pause``) and is *abandoned*; its
+  cancelled) has its abort event set (the built-in kinds stop at once: ``kinds.pause``) and is *abandoned*; its
   helper finishes it in the background, its result is discarded, and the next task gets a new helper.
 - ``ProcessExecutor`` runs tasks in one child process (CPU-bound kinds: each child has its own GIL), fed over a
   Pipe one task at a time. Stopping a task kills the child (SIGKILL); a child that dies by itself (segfault,
@@ -74,7 +74,7 @@ class ThreadExecutor:
         return None
 
     def stop(self) -> None:
-        """Abandon the running task: ask it to stop (tasks.pause honours this), stop waiting for it, and give the
+        """Abandon the running task: ask it to stop (kinds.pause honours this), stop waiting for it, and give the
         next task a new helper; the old one ends after this task and its result is thrown away."""
         call, inbox = self._call, self._inbox
         self._call = self._inbox = None

@@ -93,7 +93,7 @@ class InHand:
     def _stop(self, why: Stopped) -> None:  # with the lock held
         self._interrupt = why
         if self._abort is not None:
-            self._abort.set()  # a short task running inline: tasks.pause ends it
+            self._abort.set()  # a short task running inline: kinds.pause ends it
         self.executor.wake()
 
     # ---- called from the slot's own thread --------------------------------------------------------------------
