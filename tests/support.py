@@ -19,6 +19,23 @@ ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 PREFIX = re.compile(r"^[\w.-]+-\d+\s+\|\s?", re.M)
 
 
+def wait_until(predicate, timeout: float, what, every: float = 0.05):
+    """Poll ``predicate()`` until it returns something truthy, and return that value; a short sleep (``every``)
+    between checks. After ``timeout`` seconds: AssertionError naming ``what`` (a string, or a function that makes
+    one then, e.g. to show the state last seen) and the predicate's last value when that says more than None or
+    False. The one readiness wait of the suites: never a bare sleep."""
+    deadline = time.monotonic() + timeout
+    while True:
+        got = predicate()
+        if got:
+            return got
+        if time.monotonic() >= deadline:
+            said = what() if callable(what) else what
+            last = "" if got is None or got is False else f"; last seen: {got!r:.2000}"
+            raise AssertionError(f"{said}: not within {timeout:g} s{last}")
+        time.sleep(every)
+
+
 def clean(text: str) -> str:
     """Strip ANSI codes and Compose's `service-1  | ` prefixes from log output."""
     return PREFIX.sub("", ANSI.sub("", text))
@@ -68,18 +85,18 @@ class Proc:
             return "\n".join(self.lines)
 
     def expect(self, pattern: str, timeout: float = 20.0) -> re.Match:
+        """The first line matching ``pattern``, waiting for it (up to ``timeout`` s, or until the output ends)."""
         rx = re.compile(pattern)
-        end = time.monotonic() + timeout
-        with self._cond:
-            while True:
-                for line in self.lines:
-                    m = rx.search(line)
-                    if m:
-                        return m
-                left = end - time.monotonic()
-                if left <= 0 or self.eof:
-                    raise AssertionError(f"{pattern!r} not seen within {timeout} s; output:\n" + "\n".join(self.lines))
-                self._cond.wait(min(left, 0.5))
+
+        def seen() -> re.Match | None:
+            return next((m for line in self.lines if (m := rx.search(line))), None)
+
+        with self._cond:  # woken by every new line: no polling
+            self._cond.wait_for(lambda: seen() or self.eof, timeout)
+            m = seen()
+            if m is None:
+                raise AssertionError(f"{pattern!r} not seen within {timeout} s; output:\n" + "\n".join(self.lines))
+            return m
 
     def wait(self, timeout: float = 30.0) -> int:
         return self.p.wait(timeout)
@@ -130,13 +147,16 @@ def bad_inputs_through_the_link(link) -> tuple[str, list[str]]:
     tq, rq = getattr(link.manager, TASK_QUEUE)(), getattr(link.manager, RESULT_QUEUE)()
     for item in ("seven", 2.5, [1]):
         tq.put(item)
-    lines = []
-    end = time.monotonic() + 60
-    while len(lines) < 3 and time.monotonic() < end:
+    lines: list[str] = []
+
+    def three_lines() -> list[str]:
         try:
             lines.append(rq.get(timeout=1))
         except q.Empty:
             pass
+        return lines if len(lines) >= 3 else []
+
+    wait_until(three_lines, 60, lambda: f"three error lines on the lesson's result queue (got {lines})")
     return refusal, sorted(lines)
 
 

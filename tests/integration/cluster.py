@@ -8,14 +8,13 @@ import json
 import os
 import re
 import subprocess
-import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from testcontainers.compose import DockerCompose
 
-from tests.support import ROOT, Proc, clean, last_json
+from tests.support import ROOT, Proc, clean, last_json, wait_until
 
 # Every name a test session creates carries this, so runs never collide; .ci/run chooses it (MPC_TEST_SESSION)
 # so that its cleanup removes this session's leftovers and no one else's.
@@ -103,14 +102,10 @@ class Cluster(DockerCompose):
 
     def wait_log(self, service: str, pattern: str, timeout: float = 60) -> re.Match:
         """Poll a service's log for a line, with a deadline (a readiness check, not a sleep)."""
-        rx, end = re.compile(pattern), time.monotonic() + timeout
-        while True:
-            m = rx.search(self.logs(service))
-            if m:
-                return m
-            if time.monotonic() > end:
-                raise AssertionError(f"{pattern!r} not in {service} logs within {timeout} s:\n{self.logs(service)[-3000:]}")
-            time.sleep(0.5)
+        rx = re.compile(pattern)
+        return wait_until(lambda: rx.search(self.logs(service)), timeout,
+                          lambda: f"{pattern!r} in the {service} logs; they end:\n{self.logs(service)[-3000:]}",
+                          every=0.5)
 
     def start_job(self, *args: str) -> tuple[Proc, str]:
         """A `submit` client in its own one-off container on the cluster network (it outlives master restarts).
@@ -142,13 +137,13 @@ class Cluster(DockerCompose):
 
     def wait_status(self, what: str, check, timeout: float = 60) -> dict:
         """Poll the master's status until check(status) holds, with a deadline."""
-        end = time.monotonic() + timeout
-        while True:
-            st = self.status()
-            if check(st):
-                return st
-            assert time.monotonic() < end, f"{what} not seen within {timeout} s: {st}"
-            time.sleep(0.3)
+        seen: list[dict] = []
+
+        def holds() -> dict | None:
+            seen[:] = [self.status()]
+            return seen[0] if check(seen[0]) else None
+
+        return wait_until(holds, timeout, lambda: f"{what} (status: {seen[0] if seen else None})", every=0.3)
 
     def docker(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
         r = subprocess.run(["docker", *args], capture_output=True, text=True, timeout=120)
@@ -163,16 +158,16 @@ class Cluster(DockerCompose):
 
     def busy_worker(self, job_id: str, timeout: float = 60) -> tuple[str, str]:
         """A worker that holds a lease right now, after the job has made some progress: (id, container)."""
-        end = time.monotonic() + timeout
         names = self.worker_names()
-        while True:
-            st = self.status()
+
+        def busy(st: dict) -> bool:
             job = next(j for j in st["jobs"] if j["job"] == job_id)
-            busy = [w["id"] for w in st["workers"] if w["leased"] and w["state"] == "alive" and w["id"] in names]
-            if busy and job["done"] >= 1:
-                return busy[0], names[busy[0]]
-            assert time.monotonic() < end, f"no busy worker within {timeout} s: {st}"
-            time.sleep(0.2)
+            return job["done"] >= 1 and any(w["leased"] and w["state"] == "alive" and w["id"] in names
+                                            for w in st["workers"])
+
+        st = self.wait_status(f"a busy worker on job {job_id}", busy, timeout)
+        wid = next(w["id"] for w in st["workers"] if w["leased"] and w["state"] == "alive" and w["id"] in names)
+        return wid, names[wid]
 
     def host_port(self) -> int:
         return int(self.compose("port", "master", "5000").stdout.strip().rsplit(":", 1)[1])

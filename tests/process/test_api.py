@@ -2,12 +2,11 @@
 
 import json
 import re
-import time
 
 import pytest
 
 from mpcluster import Client, TaskFailed
-from tests.support import last_json, mpc, run_mpc
+from tests.support import last_json, mpc, run_mpc, wait_until
 
 USER_KINDS = '''
 import time
@@ -86,10 +85,7 @@ def test_submit_follow_attach_status_and_cancel(client, node_env):
     s = job.status()
     assert (s["state"], s["done"], s["tasks"], sum(s["workers"].values())) == ("done", 20, 20, 20)
     long = client.submit("t-nap", [{"seconds": 0.5}] * 40)
-    end = time.monotonic() + 20
-    while long.status()["done"] < 2:
-        assert time.monotonic() < end
-        time.sleep(0.1)
+    wait_until(lambda: long.status()["done"] >= 2, 20, "two results of the long job", every=0.1)
     c = long.cancel()
     assert c["state"] == "cancelled" and c["done"] < 40
     assert sorted(r["id"] for r in long.results()) == sorted(set(r["id"] for r in other.attach(long.id).results()))
@@ -135,6 +131,5 @@ def test_results_follows_a_job_submitted_earlier_and_cancel_stops_its_client(nod
     follower.expect(r"\[ ?\d+/60\] task", 30)
     r = cli(node_env, "cancel", job_id)
     assert r.returncode == 0 and f"job {job_id}: cancelled" in r.stdout
-    started = time.monotonic()
-    assert follower.wait(15) == 3  # the follower notices within a few seconds and exits non-zero
-    assert time.monotonic() - started < 10 and f"job {job_id} was cancelled" in follower.text
+    assert follower.wait(10) == 3  # the follower notices within a few seconds and exits non-zero
+    assert f"job {job_id} was cancelled" in follower.text

@@ -2,13 +2,13 @@
 several slots, user task modules, and their settings."""
 
 import json
+import os
 import signal
 import textwrap
-import time
 
 import pytest
 
-from tests.support import last_json, link_to, mpc, run_mpc
+from tests.support import last_json, link_to, mpc, run_mpc, wait_until
 
 
 def submit(env, *args, timeout=120):
@@ -43,11 +43,14 @@ def results_of(env, job: str) -> list[dict]:
 def wait_leased(env, n, timeout=20):
     """Until the master has leased n tasks (asked over one link, so that each look takes milliseconds)."""
     link = link_to(int(env["MPC_PORT"]), env["MPC_AUTHKEY_FILE"])
-    end = time.monotonic() + timeout
+    seen = []
+
+    def leased() -> bool:
+        seen[:] = [link.call("status")["queues"]]
+        return seen[0]["leased"] >= n
+
     try:
-        while (queues := link.call("status")["queues"])["leased"] < n:
-            assert time.monotonic() < end, f"fewer than {n} tasks leased within {timeout} s: {queues}"
-            time.sleep(0.02)
+        wait_until(leased, timeout, lambda: f"{n} tasks leased (queues: {seen})", every=0.02)
     finally:
         link.close()
 
@@ -126,9 +129,8 @@ def test_sigterm_mid_job_with_four_threads_hands_back_what_outlasts_the_grace(no
     client = spawn(mpc("submit", "--json", "--tasks", "8", "--kind", "sleep", "--seconds", "2", "--master",
                        f"127.0.0.1:{node_env['MPC_PORT']}", "--authkey-file", node_env["MPC_AUTHKEY_FILE"]))
     wait_leased(node_env, 4)
-    started = time.monotonic()
     a.p.send_signal(signal.SIGTERM)
-    assert a.wait(10) == 0 and time.monotonic() - started < 3
+    assert a.wait(3) == 0  # its 0.3 s grace ends the tasks in hand
     a.expect(rf"worker {aid}: done 0 tasks, handed back 0; bye", 1)  # all four released before the goodbye
     b, bid = start_worker(spawn, node_env, "--threads", "4")
     assert client.wait(30) == 0, client.text
@@ -167,28 +169,6 @@ def test_a_task_module_that_fails_to_import_is_one_line_and_the_worker_serves_th
     assert not [line for line in w2.lines if " WARNING " in line]
 
 
-@pytest.mark.parametrize(
-    ("args", "env", "line"),
-    [
-        (["--threads", "0"], {}, "--threads='0' is out of range: expected a whole number from 1 to 256"),
-        ([], {"MPC_WORKER_THREADS": "many"}, "MPC_WORKER_THREADS='many' is not valid: expected a whole number from 1 to 256"),
-        ([], {"MPC_WORKER_PROCESSES": "65"}, "MPC_WORKER_PROCESSES='65' is out of range: expected a whole number from 0 to 64"),
-        (["--processes", "two"], {}, "--processes='two' is not valid: expected a whole number from 0 to 64"),
-        (["--tasks-dir", "/no/such/folder"], {},
-         "--tasks-dir='/no/such/folder' is not a folder: expected the folder that holds your task modules"),
-        ([], {"MPC_TASKS_DIR": "/no/such/folder"}, "MPC_TASKS_DIR='/no/such/folder' is not a folder"),
-        ([], {"MPC_TASK_MODULES": "a b"}, "MPC_TASK_MODULES='a b' is not valid: expected module names separated by commas"),
-        (["--task-modules", "x;y"], {}, "--task-modules='x;y' is not valid: expected module names separated by commas"),
-    ],
-)
-def test_bad_worker_settings_are_refused_with_one_line(key_file, args, env, line):
-    r = run_mpc("worker", *args, env={"MPC_AUTHKEY_FILE": str(key_file), "MPC_MASTER_HOST": "127.0.0.1", **env},
-                timeout=30)
-    assert r.returncode == 2, r.stdout + r.stderr
-    assert r.stderr.startswith("mpcluster worker: error: ") and line in r.stderr
-    assert len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr
-
-
 LIMITS = """
     import os
     import time
@@ -217,9 +197,9 @@ LIMITS = """
 def test_a_task_past_its_time_limit_is_an_error_result_and_the_worker_carries_on(node_env, master, spawn, tmp_path):
     folder = write_tasks(tmp_path / "tasks", limits=LIMITS)
     w, wid = start_worker(spawn, node_env, "--threads", "2", "--processes", "1", "--tasks-dir", str(folder))
-    started = time.monotonic()
-    r = submit(node_env, "--kind", "stuck", "--tasks", "2", "--args", '{"seconds": 20}', "--task-timeout", "0.5")
-    assert time.monotonic() - started < 8, r.stdout  # not the 20 s the tasks would take
+    # within 8 s, not the 20 s the tasks would take
+    r = submit(node_env, "--kind", "stuck", "--tasks", "2", "--args", '{"seconds": 20}', "--task-timeout", "0.5",
+               timeout=8)
     s = last_json(r.stdout)
     assert (s["results"], s["errors"], s["workers"]) == (2, 2, {wid: 2}), r.stdout + r.stderr
     for x in results_of(node_env, s["job"]):
@@ -250,22 +230,16 @@ def test_cancel_stops_the_tasks_a_worker_holds_at_its_next_heartbeat(node_env, m
                        json.dumps({"seconds": 30, "pidfile": str(pidfile)}), *where))
     jobs = [c.expect(r"submitted job (\S+):", 15).group(1) for c in (sleepy, spinny)]
     wait_leased(node_env, 3)  # two thread slots and the process slot are busy
-    started = time.monotonic()
     for job in jobs:
         r = run_mpc("cancel", job, *where, timeout=30)
         assert r.returncode == 0, r.stdout + r.stderr
     w.expect(rf"worker {wid}: the master cancelled \d of the tasks held here; stopping them", 10)
-    assert sleepy.wait(30) == 3 and spinny.wait(30) == 3  # their clients hear the jobs were cancelled
-    end = time.monotonic() + 10
-    while status(node_env)["queues"]["leased"]:  # nothing held any more: the 30 s tasks were stopped
-        assert time.monotonic() < end
-        time.sleep(0.1)
-    assert time.monotonic() - started < 10
+    assert sleepy.wait(10) == 3 and spinny.wait(10) == 3  # their clients hear the jobs were cancelled
+    wait_until(lambda: not status(node_env)["queues"]["leased"], 10, "nothing leased any more", every=0.1)
     [child] = [int(p) for p in pidfile.read_text().split()]
     with pytest.raises(ProcessLookupError):
-        import os
-
         os.kill(child, 0)  # the process slot's child was killed
-    r = submit(node_env, "--tasks", "3", "--seconds", "0")  # and the worker carries on
+    # and the worker carries on: its thread slots are free again long before the 30 s sleeps would end
+    r = submit(node_env, "--tasks", "3", "--seconds", "0", timeout=15)
     assert r.returncode == 0 and last_json(r.stdout)["workers"] == {wid: 3}
     assert "Traceback" not in w.text

@@ -20,13 +20,12 @@ import shutil
 import socket
 import subprocess
 import tempfile
-import time
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from tests.integration.cluster import LOG_DIR
-from tests.support import ROOT
+from tests.support import ROOT, wait_until
 
 NODE_RUN_FLAGS = [
     "--cap-add=ALL", "--cap-drop=SYS_RESOURCE",  # --privileged minus the one capability not grantable here
@@ -45,18 +44,6 @@ def run(args: list[str], *, check: bool = True, timeout: float = 180, env: dict 
     if check and r.returncode != 0:
         raise AssertionError(f"{' '.join(args)} failed ({r.returncode}):\n{r.stdout}\n{r.stderr}")
     return r
-
-
-def wait_until(what: str, probe, timeout: float, every: float = 0.5):
-    """Poll probe() until it returns something truthy; fail with `what` after the deadline."""
-    end = time.monotonic() + timeout
-    while True:
-        got = probe()
-        if got:
-            return got
-        if time.monotonic() > end:
-            raise AssertionError(f"{what}: not within {timeout:g} s")
-        time.sleep(every)  # poll interval
 
 
 def listening(ss_output: str) -> set[tuple[str, int]]:
@@ -156,8 +143,8 @@ class Lab:
                  f"--cgroup-parent=/{name}"])
             self.nodes.append(Node(host=f"unix://{folder}/docker.sock", name=name, hostname=f"n{i}"))
         for node in self.nodes:
-            wait_until(f"the engine in {node.name}",
-                       lambda n=node: n.docker("info", check=False, timeout=20).returncode == 0, timeout)
+            wait_until(lambda n=node: n.docker("info", check=False, timeout=20).returncode == 0, timeout,
+                       f"the engine in {node.name}", every=0.5)
             node.ip = run(["docker", "inspect", "-f", f"{{{{(index .NetworkSettings.Networks \"{self.network}\").IPAddress}}}}",
                            node.name]).stdout.strip()
 
@@ -168,8 +155,8 @@ class Lab:
         token = manager.docker("swarm", "join-token", "-q", "worker").stdout.strip()
         for node in self.nodes[1:]:
             node.docker("swarm", "join", "--advertise-addr", node.ip, "--token", token, f"{manager.ip}:2377")
-        wait_until(f"{self.count} nodes Ready in the swarm", lambda: manager.docker(
-            "node", "ls", "--format", "{{.Status}}").stdout.split().count("Ready") == self.count, timeout)
+        wait_until(lambda: manager.docker("node", "ls", "--format", "{{.Status}}").stdout.split().count("Ready")
+                   == self.count, timeout, f"{self.count} nodes Ready in the swarm", every=0.5)
         return manager
 
     def kill(self, node: Node) -> None:
@@ -247,7 +234,7 @@ class HostSwarm:
     def __enter__(self) -> Engine:
         self._lock = open(self.LOCK, "w")
         try:
-            wait_until(f"another session's swarm test to release {self.LOCK}", self._take_lock, 900, every=1)
+            wait_until(self._take_lock, 900, f"another session's swarm test to release {self.LOCK}", every=1)
             state, manager = self.engine.swarm_state()
             if state == "inactive":
                 self._had_gwbridge = self.engine.docker("network", "inspect", "docker_gwbridge",
@@ -357,7 +344,7 @@ class LocalRegistry:
         run(["docker", "run", "-d", "--name", self.name, "-p", "127.0.0.1::5000", image])
         try:
             self.address = run(["docker", "port", self.name, "5000/tcp"]).stdout.split()[0]
-            wait_until(f"the registry at {self.address}", lambda: self.catalog() is not None, 30)
+            wait_until(lambda: self.catalog() is not None, 30, f"the registry at {self.address}", every=0.5)
         except BaseException:
             self.__exit__()
             raise

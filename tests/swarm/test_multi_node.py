@@ -16,9 +16,9 @@ import time
 import pytest
 
 from tests.integration.cluster import SESSION
-from tests.support import Proc, last_json
+from tests.support import Proc, last_json, wait_until
 from tests.swarm.conftest import cannot_run
-from tests.swarm.nodes import Engine, Lab, Stack, leftover_cgroups, wait_until
+from tests.swarm.nodes import Engine, Lab, Stack, leftover_cgroups
 
 pytestmark = [pytest.mark.docker, pytest.mark.swarm]
 
@@ -103,7 +103,7 @@ def test_killing_a_whole_node_in_the_middle_of_a_job_loses_no_result(lab, stack)
     job = Proc(stack.exec_args("submit", "--json", "--quiet", "--tasks", "60", "--seconds", "1"))
     try:
         job_id = job.expect(r"submitted job (\S+):", 60).group(1)
-        wait_until("6 results before the kill", lambda: stack.job_done(job_id) >= 6, 90)
+        wait_until(lambda: stack.job_done(job_id) >= 6, 90, "6 results before the kill", every=0.5)
         st = stack.status()
         leased = {w["id"]: w["leased"] for w in st["workers"]}
         done_at_kill = next(j["done"] for j in st["jobs"] if j["job"] == job_id)
@@ -119,12 +119,12 @@ def test_killing_a_whole_node_in_the_middle_of_a_job_loses_no_result(lab, stack)
     assert s["redeliveries"] >= 1  # the dead node's workers held tasks; they were run again elsewhere
     # Swarm notices the node is down and reschedules its replicas; they rejoin under their old ids, which the
     # master treats as restarts.
-    wait_until(f"{victim.hostname} Down", lambda: f"{victim.hostname} Down" in n1.docker(
-        "node", "ls", "--format", "{{.Hostname}} {{.Status}}").stdout, 120)
+    nodes = lambda: n1.docker("node", "ls", "--format", "{{.Hostname}} {{.Status}}").stdout  # noqa: E731
+    wait_until(lambda: f"{victim.hostname} Down" in nodes(), 120, f"{victim.hostname} Down", every=0.5)
     down_after = time.monotonic() - killed_at
     log = lambda: n1.docker("service", "logs", "--raw", f"{stack.name}_master").stdout  # noqa: E731
     for wid in on_node[victim.hostname]:
-        wait_until(f"{wid} back", lambda w=wid: re.search(rf"worker {w} restarted", log()), 120)
+        wait_until(lambda w=wid: re.search(rf"worker {w} restarted", log()), 120, f"{wid} back", every=0.5)
     back_after = time.monotonic() - killed_at
     hosts = {w["id"]: w["host"] for w in stack.status()["workers"] if w["state"] == "alive"}
     assert len(hosts) == WORKERS and not any(h.startswith(f"{victim.hostname}-") for h in hosts.values()), hosts

@@ -2,12 +2,14 @@
 
 import json
 import queue
+import threading
 
 import pytest
 
 from mpcluster.master.bridge import ClassicBridge
 from mpcluster.master.dispatcher import Dispatcher
 from mpcluster.master.journal import Journal
+from tests.support import wait_until
 
 
 class Clock:
@@ -282,8 +284,6 @@ def test_a_result_twice_in_one_ack_and_odd_values(d):
                             "traceback": ""}
 
 
-# ---- bugs found in review (each test failed before its fix) ----------------------------------------------------
-
 def test_handed_back_survives_a_master_restart(tmp_path, clock):
     path = str(tmp_path / "journal.sqlite3")
     d1 = Dispatcher(10, 2, journal=Journal(path), clock=clock)
@@ -314,13 +314,16 @@ def test_expired_leases_go_back_in_their_original_order(d, clock):
     assert [t["id"] for _ in range(3) for t in d.lease("w2", 3)] == [0, 1, 2]
 
 
-def test_an_idle_long_poll_lasts_half_a_lease_at_most_and_counts_as_heard_when_it_starts():
-    import time
-
-    d = Dispatcher(lease_seconds=0.4, heartbeat_seconds=0.1)  # the real clock: this one waits
-    started = time.monotonic()
-    assert d.lease("w1", 1, wait_s=30) == []
-    assert 0.15 <= time.monotonic() - started < 5  # half the lease (0.2 s), not the 30 s asked for
+def test_an_idle_long_poll_lasts_half_a_lease_at_most_and_counts_as_heard_when_it_starts(clock):
+    d = Dispatcher(lease_seconds=0.4, heartbeat_seconds=0.1, clock=clock)
+    got = []
+    poll = threading.Thread(target=lambda: got.append(d.lease("w1", 1, wait_s=30)), daemon=True)
+    poll.start()
+    wait_until(lambda: d.status()["workers"], 10, "the poll to start")  # status waits for the poll's lock
+    assert poll.is_alive()  # nothing to hand out: it waits
+    clock.now += 0.2  # half the lease, not the 30 s asked for
+    wait_until(lambda: not poll.is_alive(), 10, "the poll to end at half the lease")
+    assert got == [[]]
     [w] = d.status()["workers"]
     # heard when the poll started: a worker killed during its poll must not look alive at the poll's end
-    assert w["last_heartbeat_s"] >= 0.15 and w["state"] == "alive"
+    assert w["last_heartbeat_s"] == pytest.approx(0.2) and w["state"] == "alive"

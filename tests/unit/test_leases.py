@@ -1,5 +1,8 @@
 """The lease table on its own: time is whatever the test passes as ``now``."""
 
+import heapq
+
+from mpcluster.master import leases
 from mpcluster.master.leases import LeaseTable
 
 
@@ -28,12 +31,31 @@ def test_a_released_then_regranted_key_expires_by_its_new_deadline():
     assert [(lease.key, lease.worker) for lease in t.expired(30)] == [(("j", 0), "w2")]
 
 
-def test_the_heap_grows_with_calls_not_with_tasks():
+class CountingHeapq:
+    """The heapq module as the lease table sees it, counting the entries pushed onto and popped off its heap."""
+
+    def __init__(self):
+        self.pushed = self.popped = 0
+
+    def heappush(self, heap, item):
+        self.pushed += 1
+        heapq.heappush(heap, item)
+
+    def heappop(self, heap):
+        self.popped += 1
+        return heapq.heappop(heap)
+
+
+def test_the_heap_grows_with_calls_not_with_tasks(monkeypatch):
+    counting = CountingHeapq()
+    monkeypatch.setattr(leases, "heapq", counting)
     t = LeaseTable()
     keys = [("j", i) for i in range(1000)]
     t.grant(keys, "w1", deadline=10)
     for step in range(1, 6):
         assert t.renew("w1", keys, deadline=10 + step) == 1000
-    assert len(t._heap) == 6  # one entry per grant or renewal call
-    assert t.expired(14) == [] and len(t._heap) == 1
+    assert counting.pushed == 6  # one entry per grant or renewal call, not one per task
+    assert t.expired(14) == []
+    assert counting.popped == 5  # the five outdated entries (deadlines 10 to 14) are gone; the renewed leases stay
     assert len(t.expired(15)) == 1000
+    assert counting.popped == 6  # one entry ends a thousand leases

@@ -1,4 +1,7 @@
-"""The hardened server's refusal log."""
+"""The hardened server: its refusal log, and how it ends a connection when it stops."""
+
+import re
+import threading
 
 
 def test_refusals_are_rate_limited_per_peer_and_summed_up_later(caplog):
@@ -15,35 +18,42 @@ def test_refusals_are_rate_limited_per_peer_and_summed_up_later(caplog):
         now[0] = 10.5
         refused.flush()
     lines = [r.getMessage() for r in caplog.records]
-    assert lines[0] == "refused connection from 10.0.0.5:40000: wrong authkey"
-    assert lines[2] == "refused 49 more connections from 10.0.0.5 in the last 10 s (latest: wrong authkey)"
-    assert refused.total == 51
+    assert lines == ["refused connection from 10.0.0.5:40000: wrong authkey",
+                     "refused connection from 10.0.0.6:1: wrong authkey",
+                     "refused 49 more connections from 10.0.0.5 in the last 10 s (latest: wrong authkey)"]
+    # every refusal is accounted for in the lines: one each, or counted in a summary
+    counted = [int(m.group(1)) if (m := re.match(r"refused (\d+) more", line)) else 1 for line in lines]
+    assert sum(counted) == 51
 
 
 class Counter:
+    """Served by the master's manager: ``bump`` says it is running (``serving``) and waits for ``go``."""
+
     def __init__(self):
         self.n = 0
+        self.serving, self.go = threading.Event(), threading.Event()
+        self.go.set()
 
     def bump(self):
+        self.serving.set()
+        assert self.go.wait(10)
         self.n += 1
         return self.n
 
 
 def test_a_connection_served_when_the_server_stops_is_closed_not_answered_with_none():
-    """The stdlib's handler sends ('#RETURN', None) after serve_client's loop ends on stop_event: a client then
-    took None for the answer to its next call (a job's results, after `docker compose restart master`)."""
+    """A connection whose serving loop ends because the master stops is closed: the client's next call sees the
+    connection gone, never a None that it would take for the answer (e.g. to a job's `results`)."""
     import secrets
     from multiprocessing.managers import BaseManager
 
+    from mpcluster.master.process import MasterManager
     from mpcluster.master.server import MasterServer
 
     counter = Counter()
 
-    class Served(BaseManager):
-        _Server = MasterServer
-
-        def get_server(self):
-            return self._Server(self._registry, self._address, self._authkey, self._serializer)
+    class Served(MasterManager):  # the master's own manager (its hardened server), serving one more object
+        pass
 
     class Client(BaseManager):
         pass
@@ -52,14 +62,25 @@ def test_a_connection_served_when_the_server_stops_is_closed_not_answered_with_n
     Client.register("get_counter")
     key = secrets.token_bytes(32)
     server = Served(address=("127.0.0.1", 0), authkey=key).get_server()
+    assert isinstance(server, MasterServer)
     server.start()
     try:
         client = Client(address=server.address, authkey=key)
         client.connect()
         proxy = client.get_counter()
-        assert proxy.bump() == 1  # the proxy's own connection now waits in serve_client for the next call
-        server.stop_event.set()  # the master stopping
-        assert proxy.bump() == 2  # already being read when the stop came: answered
+        assert proxy.bump() == 1  # the proxy's own connection, served until the server stops
+        counter.serving.clear()
+        counter.go.clear()
+
+        def stop_while_serving():
+            assert counter.serving.wait(10)
+            server.stop_event.set()  # the master stopping while it runs the call
+            counter.go.set()
+
+        stopper = threading.Thread(target=stop_while_serving, daemon=True)
+        stopper.start()
+        assert proxy.bump() == 2  # already being served when the stop came: answered
+        stopper.join(10)
         try:
             answer = proxy.bump()
         except (EOFError, OSError):

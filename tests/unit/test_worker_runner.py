@@ -19,10 +19,12 @@ def t(kind, args=None, **extra):
 
 
 def test_arguments_arrive_as_json_text_and_the_value_comes_back():
+    before = time.monotonic()
     r = execute(t("square", {"n": 5, "seconds": 0}), "w1", "10.0.0.1")
+    call = time.monotonic() - before
     assert (r["job"], r["id"], r["ok"], r["value"], r["error"], r["worker"], r["ip"]) == \
         ("j", 1, True, 25, None, "w1", "10.0.0.1")
-    assert 0 <= r["elapsed"] < 1
+    assert 0 <= r["elapsed"] <= round(call, 4) + 1e-4  # the task's own time: within the call that ran it
     # an older master sends the object itself: still understood
     assert execute({"job": "j", "id": 2, "kind": "square", "args": {"n": 6, "seconds": 0}})["value"] == 36
 
@@ -88,24 +90,21 @@ def test_a_thread_task_runs_in_a_helper_thread_and_can_be_abandoned():
 
 
 def test_a_thread_task_that_honours_abort_ends_when_abandoned():
+    KINDS.PAUSES.clear()
+    KINDS.PAUSE_ENDED.clear()
     ex = ThreadExecutor("w1")
-    ex.start(t("sleep", {"seconds": 30}))
-    call = ex._call
+    ex.start(t("t_pause", {"seconds": 30}))
     ex.stop()
-    assert call.abort.is_set()
-    end = time.monotonic() + 5
-    while not call.finished:  # kinds.pause saw the abort: the helper is free at once, not after 30 s
-        assert time.monotonic() < end
-        time.sleep(0.01)
-    assert call.result["error"]["type"] == "Interrupted"
+    assert KINDS.PAUSE_ENDED.wait(10)  # kinds.pause saw the abort: the helper is free again ...
+    assert KINDS.PAUSES == ["Interrupted"]  # ... because the task was stopped, not because its 30 s were up
+    ex.close()
 
 
 def test_wake_ends_a_wait_without_a_result():
     for ex in (ThreadExecutor("w1"), ProcessExecutor("w1", "", worker_kinds.DIR, worker_kinds.MODULES)):
         ex.start(t("sleep", {"seconds": 30}))
-        started = time.monotonic()
         ex.wake()
-        assert ex.wait(10) is None and time.monotonic() - started < 2
+        assert ex.wait(None) is None  # no time limit to end it, and no result yet: only the wake did
         ex.close()
 
 
@@ -123,35 +122,37 @@ def test_a_process_slot_runs_tasks_in_its_own_child(child):
     assert (r["worker"], r["ip"]) == ("w1", "10.0.0.1")
     child.start(t("primes", {"n": 100}, id=2))
     assert child.wait(30)["value"] == 25
-    assert len(child.pids) == 1  # the same child served both
+    child.start(t("t_pid", id=3))
+    assert child.wait(30)["value"] == r["value"] == child.pid  # the same child served all three
 
 
 def test_an_exception_in_a_child_carries_the_childs_traceback(child):
     child.start(t("t_raise_cpu", {"n": 9}))
     r = child.wait(30)
-    assert r["error"]["type"] == "ValueError" and r["error"]["message"] == f"bad input 9 in pid {child.pids[0]}"
+    assert r["error"]["type"] == "ValueError" and r["error"]["message"] == f"bad input 9 in pid {child.pid}"
     assert "unit_kinds.py" in r["error"]["traceback"] and "raise_in_child" in r["error"]["traceback"]
 
 
 @pytest.mark.parametrize(("task", "code"), [(t("t_exit", {"code": 7}), 7), (t("t_selfkill"), -9)])
 def test_a_child_that_dies_gives_WorkerProcessDied_and_the_next_task_gets_a_fresh_child(child, task, code):
     child.start(task)
+    first = child.pid
     r = child.wait(30)
     assert (r["ok"], r["id"], r["error"]["type"]) == (False, 1, "WorkerProcessDied")
     assert r["error"]["message"] == f"the process running the task died (exit code {code})"
+    assert child.pid is None  # the dead child is gone; the next task starts another
     child.start(t("t_pid", id=2))
     r = child.wait(30)
-    assert r["ok"] and r["value"] == child.pids[1] != child.pids[0]
+    assert r["ok"] and r["value"] == child.pid != first
 
 
 def test_stopping_a_process_task_kills_its_child(child):
     child.start(t("t_spin", {"seconds": 60}))
     assert child.wait(0.3) is None
     first = child.pid
-    started = time.monotonic()
     child.stop()
-    assert time.monotonic() - started < 5
     with pytest.raises(ProcessLookupError):
-        os.kill(first, 0)  # killed and reaped
+        os.kill(first, 0)  # killed and reaped by the time stop() returns, 60 s before the task would end
+    assert child.pid is None
     child.start(t("t_pid", id=2))
-    assert child.wait(30)["value"] == child.pids[1] != first
+    assert child.wait(30)["value"] == child.pid != first

@@ -6,10 +6,13 @@ import signal
 import threading
 import time
 
-from mpcluster import task
+from mpcluster import kinds, task
 
 RELEASE = threading.Event()  # t_hang waits for this, whatever the worker says
 FINISHED = threading.Event()  # ... and sets this when it is done
+PAUSES: list[str] = []  # how each t_pause task ended: "Interrupted", or "slept" when its time was up
+PAUSE_ENDED = threading.Event()  # set when a t_pause task ends, either way
+MEETING = threading.Barrier(4)  # t_meet: four tasks at once pass it, fewer break it
 
 
 @task("t_pid", cpu=True)
@@ -18,8 +21,12 @@ def pid() -> int:
 
 
 @task("t_spin", cpu=True)
-def spin(seconds: float) -> int:
-    """Burn CPU for ``seconds`` (ignores every request to stop: only a kill ends it early)."""
+def spin(seconds: float, pidfile: str = "") -> int:
+    """Burn CPU for ``seconds`` (ignores every request to stop: only a kill ends it early). With ``pidfile``, first
+    append this process's pid to it: the sign, seen from outside the child, that the task has started."""
+    if pidfile:
+        with open(pidfile, "a") as f:
+            f.write(f"{os.getpid()}\n")
     end, n = time.monotonic() + seconds, 0
     while time.monotonic() < end:
         n += 1
@@ -68,3 +75,25 @@ def hang() -> str:
 def thread_name() -> str:
     """Which thread ran the task: a slot's own ("thread 1") or a helper ("task")."""
     return threading.current_thread().name
+
+
+@task("t_pause")
+def pause(seconds: float) -> str:
+    """Wait as the built-in kinds do (``kinds.pause``, which the worker's stop ends early); say how it ended."""
+    try:
+        kinds.pause(seconds)
+        PAUSES.append("slept")
+    except kinds.Interrupted:
+        PAUSES.append("Interrupted")
+        raise
+    finally:
+        PAUSE_ENDED.set()
+    return "slept"
+
+
+@task("t_meet")
+def meet(seconds: float) -> float:
+    """Wait until four t_meet tasks run at once (BrokenBarrierError if they never do), then pause ``seconds``."""
+    MEETING.wait(30)
+    kinds.pause(seconds)
+    return seconds
