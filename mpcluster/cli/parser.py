@@ -13,7 +13,8 @@ PUBLIC = "{master,worker,submit,results,cancel,status,doctor}"  # `health` is th
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str):  # one line and exit 2, like every other bad setting
-        self.exit(2, f"mpcluster {self.prog.split()[-1]}: error: {message} (see --help)\n")
+        name = " ".join(dict.fromkeys(self.prog.split()))  # "mpcluster" or "mpcluster submit"
+        self.exit(2, f"{name}: error: {message} (see --help)\n")
 
 
 def _connection_flags(p: argparse.ArgumentParser) -> None:
